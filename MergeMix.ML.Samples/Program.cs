@@ -1,0 +1,2 @@
+using MergeMix.ML.Runtime;
+Console.WriteLine(TorchNativeLoader.EnsureLoaded().Message);
