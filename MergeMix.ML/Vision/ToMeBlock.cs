@@ -1,0 +1,107 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MergeMix.ML.Vision;
+
+/// <summary>
+/// Multi-head self-attention that also returns ToMe's similarity metric (the keys averaged over heads) and,
+/// on request, the CLS-query attention row.
+/// </summary>
+internal sealed class ToMeAttention : nn.Module
+{
+    private readonly Linear qkv;
+    private readonly Linear proj;
+    private readonly Dropout attnDrop;
+    private readonly Dropout projDrop;
+    private readonly int heads;
+    private readonly double scale;
+    private readonly double dropoutRate;
+
+    public ToMeAttention(int width, int heads, double dropoutRate) : base("attn")
+    {
+        this.heads = heads;
+        this.dropoutRate = dropoutRate;
+        scale = 1.0 / Math.Sqrt(width / heads);
+        qkv = nn.Linear(width, 3 * width);
+        proj = nn.Linear(width, width);
+        attnDrop = nn.Dropout(dropoutRate);
+        projDrop = nn.Dropout(dropoutRate);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// x: [B, N, W]; keyBias: null or [B, 1, 1, N] additive logit bias (log sizes). Returns the attention output
+    /// [B, N, W], the metric [B, N, W/heads] and, when <paramref name="captureClsRow"/>, the CLS query's softmax
+    /// attention to every token averaged over heads [B, N] (before attention dropout).
+    /// </summary>
+    public (Tensor Output, Tensor Metric, Tensor? ClsRow) Run(Tensor x, Tensor? keyBias, bool captureClsRow)
+    {
+        long b = x.shape[0], n = x.shape[1], w = x.shape[2];
+        var parts = qkv.call(x).reshape(b, n, 3, heads, w / heads).permute(2, 0, 3, 1, 4);
+        Tensor q = parts[0], k = parts[1], v = parts[2];
+        var metric = k.mean(new long[] { 1 });
+
+        Tensor output;
+        Tensor? clsRow = null;
+        if (captureClsRow)
+        {
+            // The fused kernel does not expose the weights, so the captured block computes softmax attention itself.
+            var logits = q.matmul(k.transpose(-2, -1)) * scale;
+            if (keyBias is not null) logits = logits + keyBias;
+            var attention = logits.softmax(-1);
+            clsRow = attention.select(2, 0).mean(new long[] { 1 });
+            output = attnDrop.call(attention).matmul(v);
+        }
+        else
+        {
+            output = nn.functional.scaled_dot_product_attention(q, k, v, keyBias, training ? dropoutRate : 0.0);
+        }
+        output = projDrop.call(proj.call(output.transpose(1, 2).reshape(b, n, w)));
+        return (output, metric, clsRow);
+    }
+}
+
+/// <summary>
+/// Pre-norm transformer block split around the ToMe merge: <see cref="AttentionResidual"/>
+/// (x + DropPath(Attn(LN x))), then the caller merges tokens, then <see cref="MlpResidual"/>
+/// (x + DropPath(MLP(LN x))).
+/// </summary>
+internal sealed class ToMeBlock : nn.Module
+{
+    private readonly LayerNorm norm1;
+    private readonly ToMeAttention attn;
+    private readonly DropPath dropPath1;
+    private readonly LayerNorm norm2;
+    private readonly Linear fc1;
+    private readonly GELU act;
+    private readonly Linear fc2;
+    private readonly Dropout mlpDrop;
+    private readonly DropPath dropPath2;
+
+    public ToMeBlock(int width, int heads, int mlpHidden, double dropoutRate, double dropPathRate, string name) : base(name)
+    {
+        norm1 = nn.LayerNorm(width, eps: 1e-6);
+        attn = new ToMeAttention(width, heads, dropoutRate);
+        dropPath1 = new DropPath(dropPathRate);
+        norm2 = nn.LayerNorm(width, eps: 1e-6);
+        fc1 = nn.Linear(width, mlpHidden);
+        act = nn.GELU();
+        fc2 = nn.Linear(mlpHidden, width);
+        mlpDrop = nn.Dropout(dropoutRate);
+        dropPath2 = new DropPath(dropPathRate);
+        RegisterComponents();
+    }
+
+    public (Tensor X, Tensor Metric, Tensor? ClsRow) AttentionResidual(Tensor x, Tensor? keyBias, bool captureClsRow)
+    {
+        var (y, metric, clsRow) = attn.Run(norm1.call(x), keyBias, captureClsRow);
+        return (x + dropPath1.call(y), metric, clsRow);
+    }
+
+    public Tensor MlpResidual(Tensor x)
+    {
+        var h = mlpDrop.call(fc2.call(mlpDrop.call(act.call(fc1.call(norm2.call(x))))));
+        return x + dropPath2.call(h);
+    }
+}
