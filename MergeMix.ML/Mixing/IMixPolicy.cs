@@ -43,9 +43,15 @@ public interface IAttentionSource
 /// <param name="Mask">float [B, 1, H, W] with 1 where the pixel comes from the original image, or null for blend mixers (Mixup).</param>
 public sealed record MixResult(Tensor Mixed, Tensor Partner, Tensor Lambda, Tensor SoftLabels, Tensor? Mask) : IDisposable
 {
+    /// <summary>
+    /// int64 [B]: a copy of the input labels, so that captions and diagnostics can name both classes of a row
+    /// (the soft labels alone cannot tell which class is row i's own when λ = 0.5); null when not recorded.
+    /// </summary>
+    public Tensor? Labels { get; init; }
+
     /// <summary>Disposes every tensor of the result.</summary>
     public void Dispose()
     {
-        Mixed.Dispose(); Partner.Dispose(); Lambda.Dispose(); SoftLabels.Dispose(); Mask?.Dispose();
+        Mixed.Dispose(); Partner.Dispose(); Lambda.Dispose(); SoftLabels.Dispose(); Mask?.Dispose(); Labels?.Dispose();
     }
 }
