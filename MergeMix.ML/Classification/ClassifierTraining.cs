@@ -1,0 +1,332 @@
+using System.Diagnostics;
+using System.Text.Json;
+using MergeMix.ML.Data;
+using MergeMix.ML.Mixing;
+using MergeMix.ML.Runtime;
+using MergeMix.ML.Vision;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MergeMix.ML.Classification;
+
+/// <summary>
+/// The training engine behind <see cref="VisionTransformerTrainer"/>, working on in-memory image sets: AdamW with
+/// linear warm-up and cosine decay, label smoothing, gradient clipping, random crop/flip, optional online mixing,
+/// per-epoch validation and checkpoints from which training resumes exactly.
+/// </summary>
+public static class ClassifierTraining
+{
+    /// <summary>
+    /// Trains a new model on <paramref name="train"/>. <paramref name="softLabels"/> (N·K floats, optional) replaces the
+    /// hard labels as targets. Returns the trained model (in eval mode, merging as <c>MergeAtInference</c> says) and the
+    /// per-epoch history.
+    /// </summary>
+    public static (ImageClassifierModel Model, IReadOnlyList<EpochReport> History) Train(LabeledImageSet train, float[]? softLabels,
+        LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel = null)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        int classes = train.ClassNames.Count;
+        if (train.Count < 2) throw new ArgumentException($"Training needs at least 2 images, got {train.Count}.", nameof(train));
+        if (softLabels is not null && softLabels.Length != train.Count * classes)
+            throw new ArgumentException($"Soft labels must hold {train.Count}×{classes} values, got {softLabels.Length}.", nameof(softLabels));
+        if (softLabels is not null && options.OnlineMixing is not null)
+            throw new ArgumentException("SoftLabelColumnName (labels of an offline mixer) and OnlineMixing cannot be combined: mix either in the pipeline or in the trainer.", nameof(options));
+        if (validation is not null && (validation.ImageSize != train.ImageSize || validation.ClassNames.Count != classes))
+            throw new ArgumentException($"The validation set must have the training set's image shape ({train.Channels}×{train.Height}×{train.Width}) and {classes} classes.", nameof(validation));
+
+        var device = TorchDevice.Resolve(options.Device, nameof(options.Device));
+        if (options.Threads > 0) torch.set_num_threads(options.Threads);
+        var modelOptions = ModelOptionsFor(options.Model, train);
+        var (mean, std) = (options.ChannelMean ?? ChannelMean(train), options.ChannelStd ?? ChannelStd(train));
+
+        using var initGenerator = new Generator((ulong)options.Seed);
+        var model = new ImageClassifierModel(modelOptions, mean, std, initGenerator);
+        model.to(device);
+        var optimizer = CreateOptimizer(model, options);
+        int stepsPerEpoch = Batches(train.Count, options.BatchSize).Count();
+        long totalSteps = (long)stepsPerEpoch * options.Epochs;
+        long warmupSteps = (long)Math.Round(options.WarmupEpochs * stepsPerEpoch);
+
+        var history = new List<EpochReport>();
+        int firstEpoch = 0;
+        if (options.CheckpointFolder is { } folder && Checkpoint.Exists(folder))
+        {
+            firstEpoch = Checkpoint.Load(folder, model, optimizer, history);
+            channel?.Info(MessageSensitivity.None, "Resuming from checkpoint {0} after epoch {1}.", folder, firstEpoch);
+        }
+
+        var onlineMixing = options.OnlineMixing is { Name: not "none" } policy ? policy : null;
+        var attention = onlineMixing is { NeedsAttention: true } ? model.AttentionSource() : null;
+        var baseMixup = new MixupPolicy { Alpha = 0.8 };
+        for (int epoch = firstEpoch; epoch < options.Epochs; epoch++)
+        {
+            var watch = Stopwatch.StartNew();
+            // Every random stream is a function of (seed, epoch), so a run resumed from a checkpoint replays exactly.
+            torch.manual_seed(EpochSeed(options.Seed, epoch, 1));
+            var random = new Random(EpochSeed(options.Seed, epoch, 2));
+            using var generator = new Generator((ulong)EpochSeed(options.Seed, epoch, 3), device);
+            var order = Enumerable.Range(0, train.Count).ToArray();
+            random.Shuffle(order);
+            model.train();
+            double lossSum = 0;
+            int steps = 0;
+            foreach (var (start, count) in Batches(train.Count, options.BatchSize))
+            {
+                options.CancellationToken.ThrowIfCancellationRequested();
+                long step = (long)epoch * stepsPerEpoch + steps;
+                double lr = LearningRateAt(step, totalSteps, warmupSteps, options.LearningRate, options.MinLearningRate);
+                foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+
+                using var scope = NewDisposeScope();
+                var indices = order.AsSpan(start, count);
+                var images = AugmentedBatch(train, indices, options, random, device);
+                var labels = tensor(indices.ToArray().Select(i => (long)train.Labels[i]).ToArray(), device: device);
+                var targets = softLabels is null
+                    ? nn.functional.one_hot(labels, classes).to(ScalarType.Float32)
+                    : SoftTargets(softLabels, indices, classes, device);
+
+                optimizer.zero_grad();
+                Tensor loss;
+                if (onlineMixing is null)
+                {
+                    loss = SoftCrossEntropy(model.call(images), targets, options.LabelSmoothing);
+                }
+                else
+                {
+                    MixResult mix;
+                    model.Backbone.MergeEnabled = model.Options.EffectiveMergeCount > 0 || options.MergeDuringTraining;
+                    try { mix = onlineMixing.Mix(images, labels, classes, generator, attention); }
+                    finally { model.Backbone.MergeEnabled = options.MergeDuringTraining; }
+                    loss = SoftCrossEntropy(model.call(mix.Mixed), mix.SoftLabels, options.LabelSmoothing);
+                    if (onlineMixing.Name.StartsWith("mergemix", StringComparison.Ordinal))
+                        loss = options.MergeMixBaseLoss switch
+                        {
+                            MergeMixBaseLoss.Clean => loss + SoftCrossEntropy(model.call(images), targets, options.LabelSmoothing),
+                            MergeMixBaseLoss.Mixup => loss + MixupLoss(model, baseMixup, images, labels, classes, generator, options.LabelSmoothing),
+                            _ => loss,
+                        };
+                }
+                loss.backward();
+                if (options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(model.parameters(), options.GradientClipNorm);
+                optimizer.step();
+                lossSum += loss.item<float>();
+                steps++;
+            }
+            watch.Stop();
+            model.Backbone.MergeEnabled = options.MergeAtInference;
+            var metrics = validation is null ? null : Evaluate(model, validation, options.BatchSize);
+            var report = new EpochReport(epoch + 1, options.Epochs, lossSum / steps,
+                LearningRateAt((long)(epoch + 1) * stepsPerEpoch - 1, totalSteps, warmupSteps, options.LearningRate, options.MinLearningRate),
+                watch.Elapsed.TotalSeconds, metrics);
+            history.Add(report);
+            channel?.Info(MessageSensitivity.None, "Epoch {0}/{1}: loss {2:F4}, {3:F1} s{4}", report.Epoch, report.Epochs, report.TrainLoss, report.Seconds,
+                metrics is null ? "" : $", validation accuracy {metrics.Accuracy:P2}, log-loss {metrics.LogLoss:F4}, ECE {metrics.ExpectedCalibrationError:P2}");
+            if (options.CheckpointFolder is { } checkpointFolder) Checkpoint.Save(checkpointFolder, model, optimizer, history);
+            options.Progress?.Report(report);
+        }
+        model.Backbone.MergeEnabled = options.MergeAtInference;
+        model.eval();
+        return (model, history);
+    }
+
+    /// <summary>Softmax probabilities [N·K] of <paramref name="model"/> (eval mode, no gradient) over raw images.</summary>
+    public static float[] PredictProbabilities(ImageClassifierModel model, ReadOnlySpan<float> pixels, int count, int batchSize = 256)
+    {
+        var o = model.Options;
+        int size = o.Channels * o.ImageSize * o.ImageSize;
+        if (pixels.Length != count * size)
+            throw new ArgumentException($"Expected {count} images of {size} floats, got {pixels.Length} floats.", nameof(pixels));
+        var device = model.parameters().First().device;
+        var result = new float[count * o.ClassCount];
+        bool wasTraining = model.training;
+        model.eval();
+        try
+        {
+            using var _ = no_grad();
+            for (int start = 0; start < count; start += batchSize)
+            {
+                int n = Math.Min(batchSize, count - start);
+                using var scope = NewDisposeScope();
+                var batch = tensor(pixels.Slice(start * size, n * size).ToArray(), new long[] { n, o.Channels, o.ImageSize, o.ImageSize }, device: device);
+                var probabilities = nn.functional.softmax(model.call(batch), 1).cpu().data<float>();
+                probabilities.CopyTo(result, start * o.ClassCount);
+            }
+        }
+        finally
+        {
+            model.train(wasTraining);
+        }
+        return result;
+    }
+
+    /// <summary>Accuracy, log-loss and 15-bin ECE of <paramref name="model"/> on <paramref name="set"/>.</summary>
+    public static ClassificationMetrics Evaluate(ImageClassifierModel model, LabeledImageSet set, int batchSize = 256) =>
+        ClassificationMetrics.Compute(PredictProbabilities(model, set.Pixels, set.Count, batchSize), set.Labels, set.ClassNames.Count);
+
+    /// <summary>Cross-entropy against (label-smoothed) soft targets, averaged over the batch.</summary>
+    public static Tensor SoftCrossEntropy(Tensor logits, Tensor targets, double labelSmoothing)
+    {
+        var smoothed = labelSmoothing > 0 ? targets * (1 - labelSmoothing) + labelSmoothing / targets.shape[1] : targets;
+        return -(smoothed * nn.functional.log_softmax(logits, 1)).sum(1).mean();
+    }
+
+    /// <summary>Linear warm-up from lr/warmup to lr, then cosine decay to <paramref name="minLr"/> at the last step.</summary>
+    public static double LearningRateAt(long step, long totalSteps, long warmupSteps, double lr, double minLr)
+    {
+        if (step < warmupSteps) return lr * (step + 1) / warmupSteps;
+        double progress = Math.Clamp((step - warmupSteps) / (double)Math.Max(1, totalSteps - warmupSteps - 1), 0, 1);
+        return minLr + (lr - minLr) * 0.5 * (1 + Math.Cos(Math.PI * progress));
+    }
+
+    /// <summary>The model options with the data's image size, channels and class count.</summary>
+    internal static VisionTransformerOptions ModelOptionsFor(VisionTransformerOptions template, LabeledImageSet data)
+    {
+        if (data.Height != data.Width)
+            throw new ArgumentException($"The Vision Transformer needs square images, got {data.Height}×{data.Width}; resize them first (ResizeImages).", nameof(data));
+        var o = template.Clone();
+        o.ImageSize = data.Height;
+        o.Channels = data.Channels;
+        o.ClassCount = data.ClassNames.Count;
+        o.Validate();
+        return o;
+    }
+
+    internal static readonly JsonSerializerOptions Json = new() { IncludeFields = true, WriteIndented = true };
+
+    private static int EpochSeed(int seed, int epoch, int stream) => HashCode.Combine(seed, epoch, stream) & int.MaxValue;
+
+    /// <summary>Batches of the epoch: full batches, and the remainder when it has at least 2 images (BatchNorm-free, but mixing needs pairs).</summary>
+    internal static IEnumerable<(int Start, int Count)> Batches(int n, int batchSize)
+    {
+        for (int start = 0; start < n; start += batchSize)
+        {
+            int count = Math.Min(batchSize, n - start);
+            if (count >= 2) yield return (start, count);
+        }
+    }
+
+    private static Tensor MixupLoss(ImageClassifierModel model, IMixPolicy mixup, Tensor images, Tensor labels, int classes, Generator generator, double smoothing)
+    {
+        using var mix = mixup.Mix(images, labels, classes, generator);
+        return SoftCrossEntropy(model.call(mix.Mixed), mix.SoftLabels, smoothing);
+    }
+
+    private static Tensor SoftTargets(float[] softLabels, ReadOnlySpan<int> indices, int classes, Device device)
+    {
+        var values = new float[indices.Length * classes];
+        for (int b = 0; b < indices.Length; b++) softLabels.AsSpan(indices[b] * classes, classes).CopyTo(values.AsSpan(b * classes));
+        return tensor(values, new long[] { indices.Length, classes }, device: device);
+    }
+
+    /// <summary>Copies the batch with a random shift (zero padding) and horizontal flip per image.</summary>
+    private static Tensor AugmentedBatch(LabeledImageSet set, ReadOnlySpan<int> indices, VisionTransformerTrainerOptions o, Random random, Device device)
+    {
+        int c = set.Channels, h = set.Height, w = set.Width, size = set.ImageSize, pad = o.RandomCropPadding;
+        var buffer = new float[indices.Length * size];
+        for (int b = 0; b < indices.Length; b++)
+        {
+            var source = set.Image(indices[b]);
+            var target = buffer.AsSpan(b * size, size);
+            int dy = pad > 0 ? random.Next(-pad, pad + 1) : 0;
+            int dx = pad > 0 ? random.Next(-pad, pad + 1) : 0;
+            bool flip = o.HorizontalFlip && random.Next(2) == 1;
+            for (int ch = 0; ch < c; ch++)
+                for (int y = 0; y < h; y++)
+                {
+                    int sy = y + dy;
+                    if (sy < 0 || sy >= h) continue;
+                    var sourceRow = source.Slice(ch * h * w + sy * w, w);
+                    var targetRow = target.Slice(ch * h * w + y * w, w);
+                    for (int x = 0; x < w; x++)
+                    {
+                        int sx = (flip ? w - 1 - x : x) + dx;
+                        if (sx >= 0 && sx < w) targetRow[x] = sourceRow[sx];
+                    }
+                }
+        }
+        return tensor(buffer, new long[] { indices.Length, c, h, w }, device: device);
+    }
+
+    private static float[] ChannelMean(LabeledImageSet set)
+    {
+        var mean = new double[set.Channels];
+        int plane = set.Height * set.Width;
+        for (int i = 0; i < set.Count; i++)
+            for (int ch = 0; ch < set.Channels; ch++)
+            {
+                double sum = 0;
+                foreach (float v in set.Image(i).Slice(ch * plane, plane)) sum += v;
+                mean[ch] += sum;
+            }
+        return mean.Select(m => (float)(m / ((double)set.Count * plane))).ToArray();
+    }
+
+    private static float[] ChannelStd(LabeledImageSet set)
+    {
+        var mean = ChannelMean(set);
+        var variance = new double[set.Channels];
+        int plane = set.Height * set.Width;
+        for (int i = 0; i < set.Count; i++)
+            for (int ch = 0; ch < set.Channels; ch++)
+            {
+                double sum = 0;
+                foreach (float v in set.Image(i).Slice(ch * plane, plane)) sum += (v - mean[ch]) * (v - mean[ch]);
+                variance[ch] += sum;
+            }
+        return variance.Select(v => (float)Math.Max(Math.Sqrt(v / ((double)set.Count * plane)), 1e-3)).ToArray();
+    }
+
+    private static AdamW CreateOptimizer(ImageClassifierModel model, VisionTransformerTrainerOptions o)
+    {
+        // No decay on norms, biases, the CLS token and position embeddings (DeiT recipe, mergemix-method.md §4).
+        var decay = new List<Parameter>();
+        var noDecay = new List<Parameter>();
+        foreach (var (name, parameter) in model.named_parameters())
+        {
+            if (parameter.dim() <= 1 || name.Contains("cls", StringComparison.OrdinalIgnoreCase) || name.Contains("pos", StringComparison.OrdinalIgnoreCase))
+                noDecay.Add(parameter);
+            else
+                decay.Add(parameter);
+        }
+        var groups = new[]
+        {
+            new AdamW.ParamGroup(decay, new AdamW.Options { LearningRate = o.LearningRate, weight_decay = o.WeightDecay }),
+            new AdamW.ParamGroup(noDecay, new AdamW.Options { LearningRate = o.LearningRate, weight_decay = 0 }),
+        };
+        return optim.AdamW(groups, o.LearningRate, weight_decay: o.WeightDecay);
+    }
+
+    private static class Checkpoint
+    {
+        private const string ModelFile = "model.bin";
+        private const string OptimizerFile = "optimizer.bin";
+        private const string StateFile = "state.json";
+
+        public static bool Exists(string folder) => File.Exists(Path.Combine(folder, StateFile));
+
+        public static void Save(string folder, ImageClassifierModel model, AdamW optimizer, List<EpochReport> history)
+        {
+            Directory.CreateDirectory(folder);
+            // Write to temporary names, then rename, so an interrupted save never leaves a torn checkpoint.
+            model.save(Path.Combine(folder, ModelFile + ".tmp"));
+            optimizer.save_state_dict(Path.Combine(folder, OptimizerFile + ".tmp"));
+            File.WriteAllText(Path.Combine(folder, StateFile + ".tmp"), JsonSerializer.Serialize(history, Json));
+            foreach (var file in new[] { ModelFile, OptimizerFile, StateFile })
+                File.Move(Path.Combine(folder, file + ".tmp"), Path.Combine(folder, file), overwrite: true);
+        }
+
+        public static int Load(string folder, ImageClassifierModel model, AdamW optimizer, List<EpochReport> history)
+        {
+            model.load(Path.Combine(folder, ModelFile));
+            optimizer.load_state_dict(Path.Combine(folder, OptimizerFile));
+            var saved = JsonSerializer.Deserialize<List<EpochReport>>(File.ReadAllText(Path.Combine(folder, StateFile)), Json)
+                ?? throw new InvalidDataException($"Checkpoint state {Path.Combine(folder, StateFile)} is empty.");
+            history.AddRange(saved);
+            return saved.Count;
+        }
+    }
+}

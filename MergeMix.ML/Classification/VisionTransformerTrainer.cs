@@ -1,0 +1,110 @@
+using MergeMix.ML.Data;
+using MergeMix.ML.Transforms;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+
+namespace MergeMix.ML.Classification;
+
+/// <summary>
+/// Trains a ToMe Vision Transformer (TorchSharp) on an image column, with either a key label or the soft-label
+/// column of a mixer, and returns a <see cref="VisionTransformerClassifier"/>.
+/// Use <c>mlContext.MulticlassClassification.Trainers.VisionTransformer(...)</c>.
+/// </summary>
+public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClassifier>
+{
+    private readonly VisionTransformerTrainerOptions _options;
+    private readonly IHostEnvironment? _environment;
+
+    /// <summary>Creates the trainer.</summary>
+    public VisionTransformerTrainer(VisionTransformerTrainerOptions options, IHostEnvironment? environment = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _environment = environment;
+    }
+
+    /// <inheritdoc />
+    public VisionTransformerClassifier Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var o = _options;
+        var train = LabeledImageSet.FromDataView(input, o.FeatureColumnName, o.LabelColumnName);
+        var soft = o.SoftLabelColumnName is null ? null : ReadSoftLabels(input, o.SoftLabelColumnName, train.ClassNames.Count);
+        var validation = o.ValidationSet is null ? null : LabeledImageSet.FromDataView(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName);
+        using var channel = _environment?.Start("VisionTransformerTrainer");
+        var (model, history) = ClassifierTraining.Train(train, soft, validation, o, channel);
+        return new VisionTransformerClassifier(model, train.ClassNames, o.FeatureColumnName, o.ScoreColumnName, o.PredictedLabelColumnName, history);
+    }
+
+    /// <inheritdoc />
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        ImageColumns.ValidateImageColumn(inputSchema, _options.FeatureColumnName);
+        ImageColumns.ValidateKeyLabel(inputSchema, _options.LabelColumnName);
+        if (_options.SoftLabelColumnName is { } soft && !ImageColumns.TryFind(inputSchema, soft, out _))
+            throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),
+                $"Soft-label column '{soft}' not found; it is written by a mixer (e.g. mlContext.Transforms.MergeMix) earlier in the pipeline.");
+        var keyValues = new SchemaShape(new[] { SchemaShapeColumns.Make("KeyValues", SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance) });
+        return SchemaShapeColumns.With(inputSchema,
+            SchemaShapeColumns.Make(_options.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single),
+            SchemaShapeColumns.Make(_options.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, isKey: true, keyValues));
+    }
+
+    private static float[] ReadSoftLabels(IDataView data, string columnName, int classCount)
+    {
+        var column = data.Schema.GetColumnOrNull(columnName)
+            ?? throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),
+                $"Soft-label column '{columnName}' not found; it is written by a mixer (e.g. mlContext.Transforms.MergeMix) earlier in the pipeline.");
+        if (column.Type is not VectorDataViewType { ItemType: NumberDataViewType } vector || vector.ItemType != NumberDataViewType.Single || vector.Size != classCount)
+            throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),
+                $"Soft-label column '{columnName}' must be a vector of {classCount} Single values (one per class of the label), but is {column.Type}.");
+        var values = new List<float>();
+        var row = new float[classCount];
+        VBuffer<float> buffer = default;
+        using var cursor = data.GetRowCursor(new[] { column });
+        var getter = cursor.GetGetter<VBuffer<float>>(column);
+        while (cursor.MoveNext())
+        {
+            getter(ref buffer);
+            buffer.CopyTo(row);
+            float sum = row.Sum();
+            if (row.Any(v => v < 0 || !float.IsFinite(v)) || Math.Abs(sum - 1) > 1e-3)
+                throw new InvalidOperationException($"Row {values.Count / classCount}: soft labels in '{columnName}' must be non-negative and sum to 1, got sum {sum}.");
+            values.AddRange(row);
+        }
+        return values.ToArray();
+    }
+}
+
+/// <summary>Catalog methods: <c>mlContext.MulticlassClassification.Trainers.VisionTransformer(...)</c>.</summary>
+public static class VisionTransformerCatalog
+{
+    /// <summary>Trains a ToMe Vision Transformer with the given options.</summary>
+    public static VisionTransformerTrainer VisionTransformer(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        VisionTransformerTrainerOptions options) => new(options, MixingCatalog.EnvironmentOf(catalog));
+
+    /// <summary>Trains a ToMe Vision Transformer with the most used settings; see <see cref="VisionTransformerTrainerOptions"/> for the rest.</summary>
+    /// <param name="catalog">The trainers catalog.</param>
+    /// <param name="labelColumnName">Key-typed label column.</param>
+    /// <param name="featureColumnName">Image column (planar CHW floats of raw pixels).</param>
+    /// <param name="softLabelColumnName">Soft-label column written by a mixer, or null to train on the label.</param>
+    /// <param name="epochs">Passes over the data.</param>
+    /// <param name="batchSize">Images per step.</param>
+    /// <param name="learningRate">Peak AdamW learning rate.</param>
+    /// <param name="seed">Seed of everything random.</param>
+    public static VisionTransformerTrainer VisionTransformer(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        string labelColumnName = "Label", string featureColumnName = "Features", string? softLabelColumnName = null,
+        int epochs = 10, int batchSize = 128, double learningRate = 1e-3, int seed = 0) =>
+        catalog.VisionTransformer(new VisionTransformerTrainerOptions
+        {
+            LabelColumnName = labelColumnName,
+            FeatureColumnName = featureColumnName,
+            SoftLabelColumnName = softLabelColumnName,
+            Epochs = epochs,
+            BatchSize = batchSize,
+            LearningRate = learningRate,
+            Seed = seed,
+        });
+}

@@ -1,0 +1,119 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MergeMix.ML.Transforms;
+
+/// <summary>
+/// An <see cref="IDataView"/> that passes every column of its source through and adds (or replaces) columns whose
+/// values were computed up front, one per source row, in the source's cursor order.
+/// </summary>
+/// <remarks>
+/// Mixing pairs rows, so its results cannot be produced row by row; computing them eagerly and re-attaching them by
+/// row position keeps every other column of the user's data (paths, ids, ...) intact without copying it.
+/// Relies on IDataView's guarantee that unshuffled cursors visit rows in the same order.
+/// </remarks>
+internal sealed class AppendedColumnsDataView : IDataView
+{
+    private readonly IDataView _source;
+    private readonly ComputedColumn[] _computed;
+    private readonly int[] _sourceIndexOfOutput; // -1 for computed columns
+    private readonly int[] _computedIndexOfOutput;
+    private readonly long _rowCount;
+
+    /// <summary>A column to add: its name, type, optional annotations and a getter of the value of row <c>r</c>.</summary>
+    internal sealed record ComputedColumn(string Name, DataViewType Type, Delegate ValueOfRow, DataViewSchema.Annotations? Annotations = null);
+
+    public AppendedColumnsDataView(IDataView source, long rowCount, params ComputedColumn[] computed)
+    {
+        _source = source;
+        _computed = computed;
+        _rowCount = rowCount;
+        var names = new HashSet<string>(computed.Select(c => c.Name));
+        var builder = new DataViewSchema.Builder();
+        var sourceIndex = new List<int>();
+        var computedIndex = new List<int>();
+        foreach (var column in source.Schema)
+        {
+            if (names.Contains(column.Name) || column.IsHidden) continue;
+            builder.AddColumn(column.Name, column.Type, column.Annotations);
+            sourceIndex.Add(column.Index);
+            computedIndex.Add(-1);
+        }
+        for (int i = 0; i < computed.Length; i++)
+        {
+            builder.AddColumn(computed[i].Name, computed[i].Type, computed[i].Annotations);
+            sourceIndex.Add(-1);
+            computedIndex.Add(i);
+        }
+        Schema = builder.ToSchema();
+        _sourceIndexOfOutput = sourceIndex.ToArray();
+        _computedIndexOfOutput = computedIndex.ToArray();
+    }
+
+    public bool CanShuffle => false;
+
+    public DataViewSchema Schema { get; }
+
+    public long? GetRowCount() => _rowCount;
+
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
+    {
+        var needed = columnsNeeded.Select(c => _sourceIndexOfOutput[c.Index]).Where(i => i >= 0).Select(i => _source.Schema[i]);
+        return new Cursor(this, _source.GetRowCursor(needed));
+    }
+
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
+        new[] { GetRowCursor(columnsNeeded, rand) };
+
+    private sealed class Cursor : DataViewRowCursor
+    {
+        private readonly AppendedColumnsDataView _view;
+        private readonly DataViewRowCursor _input;
+        private long _position = -1;
+
+        public Cursor(AppendedColumnsDataView view, DataViewRowCursor input)
+        {
+            _view = view;
+            _input = input;
+        }
+
+        public override DataViewSchema Schema => _view.Schema;
+
+        public override long Position => _position;
+
+        public override long Batch => 0;
+
+        public override bool MoveNext()
+        {
+            if (!_input.MoveNext()) return false;
+            _position++;
+            if (_position >= _view._rowCount)
+                throw new InvalidOperationException("The source data view returned more rows than when the mixed columns were computed; it must be deterministic.");
+            return true;
+        }
+
+        public override ValueGetter<DataViewRowId> GetIdGetter() => _input.GetIdGetter();
+
+        public override bool IsColumnActive(DataViewSchema.Column column)
+        {
+            int source = _view._sourceIndexOfOutput[column.Index];
+            return source < 0 || _input.IsColumnActive(_input.Schema[source]);
+        }
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            int source = _view._sourceIndexOfOutput[column.Index];
+            if (source >= 0) return _input.GetGetter<TValue>(_input.Schema[source]);
+            var computed = _view._computed[_view._computedIndexOfOutput[column.Index]];
+            if (computed.ValueOfRow is not Func<long, TValue> valueOfRow)
+                throw new InvalidOperationException($"Column '{column.Name}' is of type {computed.Type}, not {typeof(TValue).Name}.");
+            return (ref TValue value) => value = valueOfRow(_position);
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) _input.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+using MergeMix.ML.Data;
+using MergeMix.ML.Mixing;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+
+namespace MergeMix.ML.Transforms;
+
+/// <summary>The mixing policies available as ML.NET transforms.</summary>
+public enum MixingPolicy
+{
+    /// <summary>MergeMix: keep the most-attended patches (ToMe attention recovery), fill the rest from a partner.</summary>
+    MergeMix,
+    /// <summary>MergeMix with random patches instead of attention (the paper's ablation).</summary>
+    MergeMixRandom,
+    /// <summary>Mixup: pixel-wise blend.</summary>
+    Mixup,
+    /// <summary>CutMix: paste a box of the partner.</summary>
+    CutMix,
+    /// <summary>ResizeMix: paste the whole partner shrunk into a box.</summary>
+    ResizeMix,
+    /// <summary>FMix: thresholded low-frequency Fourier-noise mask.</summary>
+    FMix,
+    /// <summary>SaliencyMix: CutMix box centred on the partner's spectral-residual saliency peak.</summary>
+    SaliencyMix,
+    /// <summary>TransMix: CutMix with labels re-weighted by ViT attention.</summary>
+    TransMix,
+    /// <summary>DeiT recipe: random switch between Mixup(0.8) and CutMix(1.0).</summary>
+    Deit,
+    /// <summary>No mixing (one-hot soft labels); useful as a baseline in the same pipeline.</summary>
+    None,
+}
+
+/// <summary>
+/// Mixes training images in an ML.NET pipeline and writes soft labels. Append it with
+/// <c>TransformerScope.Training</c> so that <c>Fit</c> feeds mixed rows to the trainer while
+/// <c>model.Transform(test)</c>, <c>Evaluate</c> and prediction engines see the images untouched.
+/// </summary>
+/// <example>
+/// <code>
+/// var pipeline = mlContext.Transforms.Conversion.MapValueToKey("Label")
+///     .Append(mlContext.Transforms.MergeMix(new MixingEstimator.Options()), TransformerScope.Training)
+///     .Append(mlContext.MulticlassClassification.Trainers.VisionTransformer(...));
+/// </code>
+/// </example>
+public sealed class MixingEstimator : IEstimator<MixingTransformer>
+{
+    /// <summary>Options of <see cref="MixingEstimator"/>.</summary>
+    public sealed class Options
+    {
+        /// <summary>Image column: a known-size <c>Vector&lt;Single&gt;</c> in planar CHW layout, as <c>ExtractPixels</c> writes it.</summary>
+        public string InputColumnName = "Features";
+
+        /// <summary>Column for the mixed image; null or equal to <see cref="InputColumnName"/> replaces the images.</summary>
+        public string? OutputColumnName;
+
+        /// <summary>Key-typed label column.</summary>
+        public string LabelColumnName = "Label";
+
+        /// <summary>Output: soft-label vector (K slots, sums to 1). Trainers that accept soft labels read it.</summary>
+        public string SoftLabelColumnName = "SoftLabel";
+
+        /// <summary>Output: λ, the share of the row's own label (for mask mixers, of its own pixels).</summary>
+        public string MixRatioColumnName = "MixRatio";
+
+        /// <summary>Which mixer to apply. Ignored when <see cref="CustomPolicy"/> is set.</summary>
+        public MixingPolicy Policy = MixingPolicy.MergeMix;
+
+        /// <summary>Beta(α, α) parameter; null keeps the policy's paper default (MergeMix 1, Mixup 0.8, CutMix 2, ...).</summary>
+        public double? Alpha;
+
+        /// <summary>A policy object of your own; overrides <see cref="Policy"/> and <see cref="Alpha"/>.</summary>
+        public IMixPolicy? CustomPolicy;
+
+        /// <summary>
+        /// Where attention comes from for MergeMix and TransMix: e.g. a <c>VisionTransformerAttentionSource</c> over a ViT
+        /// you trained. When null, <c>Fit</c> trains a small ToMe ViT on the training data (see <see cref="AttentionTraining"/>).
+        /// </summary>
+        public IAttentionSource? AttentionSource;
+
+        /// <summary>How <c>Fit</c> trains the attention ViT when <see cref="AttentionSource"/> is null.</summary>
+        public AttentionModelOptions AttentionTraining = new();
+
+        /// <summary>Rows are shuffled (by <see cref="Seed"/>) and mixed in groups of this many; partners come from the same group.</summary>
+        public int BatchSize = 128;
+
+        /// <summary>Seed of the row shuffle and of every random draw of the mixer: same seed, same output.</summary>
+        public int Seed;
+
+        /// <summary>Torch device for mixing and attention: "cpu", "cuda" or "cuda:N".</summary>
+        public string Device = "cpu";
+    }
+
+    private readonly Options _options;
+    private readonly IHostEnvironment? _environment;
+
+    /// <summary>Creates the estimator. Prefer the catalog methods (<c>mlContext.Transforms.MergeMix(...)</c>).</summary>
+    public MixingEstimator(Options options, IHostEnvironment? environment = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Validate(options);
+        _options = options;
+        _environment = environment;
+    }
+
+    /// <inheritdoc />
+    public MixingTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ImageColumns.ValidateImageColumn(input.Schema, _options.InputColumnName);
+        var classNames = ImageColumns.ValidateKeyLabel(input.Schema, _options.LabelColumnName);
+        var policy = MixingPolicies.Create(_options);
+        var attention = _options.AttentionSource;
+        if (policy.NeedsAttention && attention is null)
+        {
+            var data = LabeledImageSet.FromDataView(input, _options.InputColumnName, _options.LabelColumnName);
+            attention = AttentionModelTrainer.Train(data, _options.AttentionTraining, _options.Device, _options.Seed, _environment);
+        }
+        return new MixingTransformer(_options, policy, attention, classNames);
+    }
+
+    /// <inheritdoc />
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    {
+        ImageColumns.ValidateImageColumn(inputSchema, _options.InputColumnName);
+        ImageColumns.ValidateKeyLabel(inputSchema, _options.LabelColumnName);
+        return SchemaShapeColumns.With(inputSchema,
+            SchemaShapeColumns.Make(_options.OutputColumnName ?? _options.InputColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single),
+            SchemaShapeColumns.Make(_options.SoftLabelColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single),
+            SchemaShapeColumns.Make(_options.MixRatioColumnName, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.Single));
+    }
+
+    internal static void Validate(Options o)
+    {
+        if (string.IsNullOrWhiteSpace(o.InputColumnName)) throw new ArgumentException("InputColumnName must name the image column.", nameof(Options.InputColumnName));
+        if (string.IsNullOrWhiteSpace(o.LabelColumnName)) throw new ArgumentException("LabelColumnName must name the key label column.", nameof(Options.LabelColumnName));
+        if (o.BatchSize < 2) throw new ArgumentOutOfRangeException(nameof(Options.BatchSize), $"BatchSize must be at least 2 (mixing pairs rows), got {o.BatchSize}.");
+        if (o.Alpha is { } a && !(a > 0)) throw new ArgumentOutOfRangeException(nameof(Options.Alpha), $"Alpha must be > 0, got {a}.");
+        var outputs = new[] { o.OutputColumnName ?? o.InputColumnName, o.SoftLabelColumnName, o.MixRatioColumnName };
+        if (outputs.Distinct().Count() != outputs.Length || outputs.Contains(o.LabelColumnName))
+            throw new ArgumentException($"Output columns must be distinct from each other and from the label column: {string.Join(", ", outputs)}.", nameof(Options.SoftLabelColumnName));
+        o.AttentionTraining.Validate();
+    }
+}

@@ -1,0 +1,202 @@
+using MergeMix.ML.Data;
+using MergeMix.ML.Mixing;
+using MergeMix.ML.Runtime;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MergeMix.ML.Transforms;
+
+/// <summary>
+/// The fitted mixer. <see cref="Transform"/> mixes every row with a partner row (deterministically for the seed) and
+/// adds the soft-label and mix-ratio columns; at prediction time it is an identity row mapper, so
+/// <c>CreatePredictionEngine</c> works on a chain that contains it.
+/// </summary>
+/// <remarks>
+/// The mix is computed once per <see cref="Transform"/> call: an offline transform gives one fixed augmented copy of the
+/// data. For fresh mixes every epoch use the mixing option of the ViT trainer (online mixing).
+/// </remarks>
+public sealed class MixingTransformer : ITransformer
+{
+    private readonly MixingEstimator.Options _options;
+    private readonly IReadOnlyList<string> _classNames;
+
+    internal MixingTransformer(MixingEstimator.Options options, IMixPolicy policy, IAttentionSource? attention, IReadOnlyList<string> classNames)
+    {
+        _options = options;
+        Policy = policy;
+        AttentionSource = attention;
+        _classNames = classNames;
+    }
+
+    /// <summary>The policy this transformer applies.</summary>
+    public IMixPolicy Policy { get; }
+
+    /// <summary>The attention used by MergeMix/TransMix (the trained ViT when <c>Fit</c> trained one), else null.</summary>
+    public IAttentionSource? AttentionSource { get; }
+
+    /// <summary>True: at prediction time the mixer is an identity mapping (mixing needs a batch of labelled rows).</summary>
+    public bool IsRowToRowMapper => true;
+
+    /// <inheritdoc />
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        ImageColumns.ValidateImageColumn(inputSchema, _options.InputColumnName);
+        ValidateLabel(inputSchema);
+        var view = new AppendedColumnsDataView(new EmptyDataView(inputSchema), 0, OutputColumns(inputSchema, Array.Empty<float[]>(), Array.Empty<float[]>(), Array.Empty<float>()));
+        return view.Schema;
+    }
+
+    /// <inheritdoc />
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ValidateLabel(input.Schema);
+        var set = LabeledImageSet.FromDataView(input, _options.InputColumnName, _options.LabelColumnName);
+        if (set.Count < 2)
+            throw new InvalidOperationException($"Mixing needs at least 2 rows, but the data has {set.Count}.");
+        var (mixed, soft, lambda) = Mix(set);
+        return new AppendedColumnsDataView(input, set.Count, OutputColumns(input.Schema, mixed, soft, lambda));
+    }
+
+    /// <summary>An identity mapper: prediction-time rows pass through unmixed.</summary>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new IdentityRowMapper(inputSchema);
+
+    /// <summary>
+    /// Writes the mixer into an ML.NET model file as an identity mapping (contract <see cref="IdentityMappingFactory.ContractName"/>):
+    /// a saved and re-loaded chain predicts exactly as the fitted one, but re-training from the loaded file will not mix.
+    /// Keep your pipeline definition (estimators) to re-train with mixing.
+    /// </summary>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => IdentityMappingFactory.CreateTransformer().Save(ctx);
+
+    private (float[][] Mixed, float[][] Soft, float[] Lambda) Mix(LabeledImageSet set)
+    {
+        var device = TorchDevice.Resolve(_options.Device, nameof(MixingEstimator.Options.Device));
+        int n = set.Count, size = set.ImageSize, classes = _classNames.Count;
+        var mixed = new float[n][];
+        var soft = new float[n][];
+        var lambda = new float[n];
+        var order = Enumerable.Range(0, n).ToArray();
+        new Random(_options.Seed).Shuffle(order);
+        using var generator = new Generator((ulong)_options.Seed, device);
+
+        foreach (var (start, count) in Batches(n, _options.BatchSize))
+        {
+            using var scope = NewDisposeScope();
+            var pixels = new float[count * size];
+            var labels = new long[count];
+            for (int b = 0; b < count; b++)
+            {
+                set.Image(order[start + b]).CopyTo(pixels.AsSpan(b * size, size));
+                labels[b] = set.Labels[order[start + b]];
+            }
+            var images = tensor(pixels, new long[] { count, set.Channels, set.Height, set.Width }, device: device);
+            using var result = Policy.Mix(images, tensor(labels, device: device), classes, generator, AttentionSource);
+            var mixedRows = result.Mixed.cpu().contiguous().data<float>().ToArray();
+            var softRows = result.SoftLabels.cpu().contiguous().data<float>().ToArray();
+            var lambdaRows = result.Lambda.cpu().data<float>().ToArray();
+            for (int b = 0; b < count; b++)
+            {
+                int row = order[start + b];
+                mixed[row] = mixedRows.AsSpan(b * size, size).ToArray();
+                soft[row] = softRows.AsSpan(b * classes, classes).ToArray();
+                lambda[row] = lambdaRows[b];
+            }
+        }
+        return (mixed, soft, lambda);
+    }
+
+    /// <summary>Consecutive groups of at most <paramref name="batchSize"/>; a trailing single row joins the group before it.</summary>
+    internal static IEnumerable<(int Start, int Count)> Batches(int n, int batchSize)
+    {
+        for (int start = 0; start < n; start += batchSize)
+        {
+            int count = Math.Min(batchSize, n - start);
+            if (n - (start + count) == 1) count++;
+            yield return (start, count);
+            if (count > batchSize) yield break;
+        }
+    }
+
+    private AppendedColumnsDataView.ComputedColumn[] OutputColumns(DataViewSchema inputSchema, float[][] mixed, float[][] soft, float[] lambda)
+    {
+        var imageColumn = inputSchema[_options.InputColumnName];
+        var slotNames = new DataViewSchema.Annotations.Builder();
+        slotNames.Add("SlotNames", new VectorDataViewType(TextDataViewType.Instance, _classNames.Count),
+            (ref VBuffer<ReadOnlyMemory<char>> value) => value = ImageColumns.KeyValues(_classNames));
+        return new AppendedColumnsDataView.ComputedColumn[]
+        {
+            new(_options.OutputColumnName ?? _options.InputColumnName, imageColumn.Type,
+                new Func<long, VBuffer<float>>(r => new VBuffer<float>(mixed[r].Length, mixed[r]))),
+            new(_options.SoftLabelColumnName, new VectorDataViewType(NumberDataViewType.Single, _classNames.Count),
+                new Func<long, VBuffer<float>>(r => new VBuffer<float>(soft[r].Length, soft[r])), slotNames.ToAnnotations()),
+            new(_options.MixRatioColumnName, NumberDataViewType.Single, new Func<long, float>(r => lambda[r])),
+        };
+    }
+
+    private void ValidateLabel(DataViewSchema schema)
+    {
+        var names = ImageColumns.ValidateKeyLabel(schema, _options.LabelColumnName);
+        if (names.Count != _classNames.Count)
+            throw new ArgumentOutOfRangeException(_options.LabelColumnName,
+                $"Label column '{_options.LabelColumnName}' has {names.Count} classes, but the mixer was fitted with {_classNames.Count}.");
+    }
+
+    private sealed class IdentityRowMapper : IRowToRowMapper
+    {
+        public IdentityRowMapper(DataViewSchema schema) => InputSchema = schema;
+
+        public DataViewSchema InputSchema { get; }
+
+        public DataViewSchema OutputSchema => InputSchema;
+
+        public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns) => dependingColumns;
+
+        public DataViewRow GetRow(DataViewRow input, IEnumerable<DataViewSchema.Column> activeColumns) => input;
+    }
+
+    private sealed class EmptyDataView : IDataView
+    {
+        public EmptyDataView(DataViewSchema schema) => Schema = schema;
+        public bool CanShuffle => false;
+        public DataViewSchema Schema { get; }
+        public long? GetRowCount() => 0;
+        public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null) =>
+            throw new NotSupportedException("Schema-only view.");
+        public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
+            throw new NotSupportedException("Schema-only view.");
+    }
+}
+
+/// <summary>
+/// Factory of the identity mapping a <see cref="MixingTransformer"/> becomes in a saved ML.NET model. ML.NET finds it by
+/// its contract name when the model is loaded; it must stay public with a parameterless constructor.
+/// </summary>
+[CustomMappingFactoryAttribute(ContractName)]
+public sealed class IdentityMappingFactory : CustomMappingFactory<IdentityMappingFactory.NoColumns, IdentityMappingFactory.NoColumns>
+{
+    /// <summary>The contract name written into model files.</summary>
+    public const string ContractName = "MergeMix.ML.TrainingOnlyMixer.Identity.v1";
+
+    /// <summary>A row with no columns: the mapping reads and writes nothing.</summary>
+    public sealed class NoColumns
+    {
+    }
+
+    /// <inheritdoc />
+    public override Action<NoColumns, NoColumns> GetMapping() => Map;
+
+    /// <summary>Does nothing: every column passes through.</summary>
+    public static void Map(NoColumns input, NoColumns output)
+    {
+    }
+
+    internal static ICanSaveModel CreateTransformer()
+    {
+        var ml = new MLContext();
+        var empty = ml.Data.LoadFromEnumerable(Array.Empty<NoColumns>());
+        return ml.Transforms.CustomMapping<NoColumns, NoColumns>(Map, ContractName).Fit(empty);
+    }
+}
