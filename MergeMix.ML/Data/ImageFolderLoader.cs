@@ -1,0 +1,153 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms;
+using Microsoft.ML.Transforms.Image;
+
+namespace MergeMix.ML.Data;
+
+/// <summary>
+/// Loads a folder tree with one sub-folder per class (class name = sub-folder name, classes sorted ordinally) through
+/// the ML.NET image route: image paths → <c>LoadImages</c> → <c>ResizeImages</c> → <c>ExtractPixels</c> (planar CHW
+/// floats 0..255) → <c>MapValueToKey</c>. Image files are found recursively inside each class folder.
+/// </summary>
+public static class ImageFolderLoader
+{
+    /// <summary>File extensions read as images (case-insensitive).</summary>
+    public static IReadOnlyList<string> ImageExtensions { get; } = Array.AsReadOnly(new[] { ".png", ".jpg", ".jpeg", ".bmp" });
+
+    /// <summary>Name of the text column with each image's full path, kept in the loaded data view.</summary>
+    public const string ImagePathColumnName = "ImagePath";
+
+    // Decoded images are only an intermediate step; a name users will not pick keeps it from clashing with theirs.
+    private const string ImageColumnName = "ImageFolderLoader.Image";
+
+    /// <summary>One image file and its class name.</summary>
+    /// <param name="ImagePath">Full path of the file.</param>
+    /// <param name="Label">Class name (the class sub-folder's name).</param>
+    public sealed record ImageFile(string ImagePath, string Label);
+
+    /// <summary>
+    /// Lists the classes (sub-folders, sorted ordinally) and their image files (sorted ordinally by path within each
+    /// class, classes in class order).
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException"><paramref name="folder"/> does not exist.</exception>
+    /// <exception cref="InvalidDataException">Fewer than two class folders, no image at all, or a class folder without images.</exception>
+    public static (IReadOnlyList<string> ClassNames, IReadOnlyList<ImageFile> Files) ListImages(string folder)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        var root = Path.GetFullPath(folder);
+        if (!Directory.Exists(root))
+            throw new DirectoryNotFoundException($"Image folder '{root}' not found.");
+        var classFolders = Directory.GetDirectories(root).OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal).ToArray();
+        var classNames = classFolders.Select(d => Path.GetFileName(d)!).ToArray();
+        if (classNames.Length < 2)
+            throw new InvalidDataException(
+                $"Image folder '{root}' must have one sub-folder per class and at least 2 classes, but has {classNames.Length}" +
+                (classNames.Length == 1 ? $" ('{classNames[0]}')." : "."));
+
+        var files = new List<ImageFile>();
+        var empty = new List<string>();
+        for (int c = 0; c < classFolders.Length; c++)
+        {
+            var images = Directory.EnumerateFiles(classFolders[c], "*", SearchOption.AllDirectories)
+                .Where(IsImage).Order(StringComparer.Ordinal).ToArray();
+            if (images.Length == 0)
+                empty.Add(classNames[c]);
+            files.AddRange(images.Select(p => new ImageFile(p, classNames[c])));
+        }
+        if (files.Count == 0)
+            throw new InvalidDataException($"Image folder '{root}' holds no images ({string.Join(", ", ImageExtensions)}) in its class folders.");
+        if (empty.Count > 0)
+            throw new InvalidDataException($"Image folder '{root}': class folder(s) {string.Join(", ", empty.Select(e => $"'{e}'"))} hold no images ({string.Join(", ", ImageExtensions)}).");
+        return (Array.AsReadOnly(classNames), files.AsReadOnly());
+    }
+
+    /// <summary>
+    /// The ML.NET pipeline from a text <see cref="ImagePathColumnName"/> column and a text label column to
+    /// <paramref name="featureColumnName"/> (<c>Vector&lt;Single&gt;</c> of dims 3, H, W, planar RGB, 0..255) and a key
+    /// label column whose keys follow <paramref name="classNames"/> (KeyValues = the class names).
+    /// </summary>
+    /// <param name="mlContext">The ML.NET context.</param>
+    /// <param name="classNames">Class names in key order (key k+1 = classNames[k]).</param>
+    /// <param name="width">Image width after resizing.</param>
+    /// <param name="height">Image height after resizing.</param>
+    /// <param name="featureColumnName">Name of the pixel column.</param>
+    /// <param name="labelColumnName">Name of the label column: text on input, key on output.</param>
+    /// <param name="resizing">How images of another aspect ratio are fitted (see <c>ResizeImages</c>).</param>
+    public static IEstimator<ITransformer> CreatePipeline(MLContext mlContext, IReadOnlyList<string> classNames, int width, int height,
+        string featureColumnName = "Features", string labelColumnName = "Label",
+        ImageResizingEstimator.ResizingKind resizing = ImageResizingEstimator.ResizingKind.IsoCrop)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentNullException.ThrowIfNull(classNames);
+        if (width < 1)
+            throw new ArgumentOutOfRangeException(nameof(width), $"{nameof(width)} must be at least 1 pixel, got {width}.");
+        if (height < 1)
+            throw new ArgumentOutOfRangeException(nameof(height), $"{nameof(height)} must be at least 1 pixel, got {height}.");
+        ArgumentException.ThrowIfNullOrEmpty(featureColumnName);
+        ArgumentException.ThrowIfNullOrEmpty(labelColumnName);
+        if (classNames.Count < 2)
+            throw new ArgumentException($"Need at least 2 class names, got {classNames.Count}.", nameof(classNames));
+
+        // keyData fixes the key order to ours; MapValueToKey would otherwise number classes by first occurrence.
+        var keyData = mlContext.Data.LoadFromEnumerable(classNames.Select(n => new KeyRow { Value = n }));
+        return mlContext.Transforms.LoadImages(ImageColumnName, imageFolder: null, inputColumnName: ImagePathColumnName)
+            .Append(mlContext.Transforms.ResizeImages(ImageColumnName, width, height, ImageColumnName, resizing))
+            .Append(mlContext.Transforms.ExtractPixels(featureColumnName, ImageColumnName))
+            .Append(mlContext.Transforms.Conversion.MapValueToKey(labelColumnName, labelColumnName,
+                keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByOccurrence, keyData: keyData))
+            .Append(mlContext.Transforms.DropColumns(ImageColumnName));
+    }
+
+    /// <summary>
+    /// Loads the images of <paramref name="folder"/> as a lazy <see cref="IDataView"/> with columns
+    /// <see cref="ImagePathColumnName"/> (text), <paramref name="labelColumnName"/> (key, KeyValues = class names) and
+    /// <paramref name="featureColumnName"/> (<c>Vector&lt;Single&gt;</c> of dims 3, <paramref name="height"/>,
+    /// <paramref name="width"/>, planar RGB, 0..255). Files are decoded when the view is read.
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException"><paramref name="folder"/> does not exist.</exception>
+    /// <exception cref="InvalidDataException">Fewer than two class folders, no image at all, or a class folder without images.</exception>
+    public static IDataView Load(MLContext mlContext, string folder, int width, int height,
+        string featureColumnName = "Features", string labelColumnName = "Label",
+        ImageResizingEstimator.ResizingKind resizing = ImageResizingEstimator.ResizingKind.IsoCrop)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        var (classNames, files) = ListImages(folder);
+        var pipeline = CreatePipeline(mlContext, classNames, width, height, featureColumnName, labelColumnName, resizing);
+
+        var definition = SchemaDefinition.Create(typeof(PathRow));
+        definition[nameof(PathRow.Label)].ColumnName = labelColumnName;
+        var paths = mlContext.Data.LoadFromEnumerable(files.Select(f => new PathRow { ImagePath = f.ImagePath, Label = f.Label }), definition);
+        return pipeline.Fit(paths).Transform(paths);
+    }
+
+    /// <summary>
+    /// Loads and decodes every image of <paramref name="folder"/> into a <see cref="LabeledImageSet"/> (through
+    /// <see cref="Load"/> and <see cref="LabeledImageSet.FromDataView"/>), in <see cref="ListImages"/> order.
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException"><paramref name="folder"/> does not exist.</exception>
+    /// <exception cref="InvalidDataException">Fewer than two class folders, no image at all, or a class folder without images.</exception>
+    public static LabeledImageSet LoadSet(MLContext mlContext, string folder, int width, int height,
+        ImageResizingEstimator.ResizingKind resizing = ImageResizingEstimator.ResizingKind.IsoCrop) =>
+        LabeledImageSet.FromDataView(Load(mlContext, folder, width, height, resizing: resizing));
+
+    private static bool IsImage(string path)
+    {
+        var extension = Path.GetExtension(path);
+        foreach (var known in ImageExtensions)
+            if (string.Equals(extension, known, StringComparison.OrdinalIgnoreCase))
+                return true;
+        return false;
+    }
+
+    private sealed class PathRow
+    {
+        public string ImagePath { get; set; } = "";
+        public string Label { get; set; } = "";
+    }
+
+    private sealed class KeyRow
+    {
+        public string Value { get; set; } = "";
+    }
+}
