@@ -1,2 +1,3 @@
-using MergeMix.ML.Runtime;
-Console.WriteLine(TorchNativeLoader.EnsureLoaded().Message);
+using MergeMix.ML.Samples;
+
+return await CommandLine.RunAsync(args);

@@ -1,0 +1,89 @@
+using System.Globalization;
+
+namespace MergeMix.ML.Samples;
+
+/// <summary>Dispatches the sample commands; every command runs on the embedded synthetic set unless --data is given.</summary>
+internal static class CommandLine
+{
+    public const string Usage = """
+        MergeMix.ML samples
+
+          (no command) | demo     MergeMix in an ML.NET pipeline on the embedded synthetic set: train, evaluate,
+                                  predict, save/load, and PNG grids of every mixer.   [--out DIR] [--epochs N]
+          grids                   PNG grid (original | partner | mask | mixed, λ) for every mixer.
+                                  [--data CIFAR_FOLDER] [--out DIR]
+          bench                   Accuracy/calibration/occlusion table of the mixers.
+                                  [--data CIFAR_FOLDER] [--preset smoke|cifar10-small] [--methods all|a,b,...]
+                                  [--seeds N] [--out DIR]
+          speed                   Images/s of MergeMix vs Mixup mixing and ToMe forward speed-up. [--batch N]
+          align                   Preference alignment experiment (SFT vs SimPO/DPO variants). [--out DIR]
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        try
+        {
+            var command = args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal) ? args[0] : "demo";
+            var options = Options.Parse(args.SkipWhile(a => a == command).ToArray());
+            switch (command)
+            {
+                case "demo": await Task.Run(() => DemoCommand.Run(options)); return 0;
+                case "grids": GridsCommand.Run(options); return 0;
+                case "bench": BenchCommand.Run(options); return 0;
+                case "speed": SpeedCommand.Run(options); return 0;
+                case "align": AlignCommand.Run(options); return 0;
+                case "help" or "--help" or "-h": Console.WriteLine(Usage); return 0;
+                default:
+                    Console.Error.WriteLine($"Unknown command '{command}'.");
+                    Console.Error.WriteLine(Usage);
+                    return 2;
+            }
+        }
+        catch (ArgumentException ex)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            return 2;
+        }
+    }
+}
+
+/// <summary>--name value pairs.</summary>
+internal sealed class Options
+{
+    private readonly Dictionary<string, string> _values;
+
+    private Options(Dictionary<string, string> values) => _values = values;
+
+    public static Options Parse(string[] args)
+    {
+        var values = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal))
+                throw new ArgumentException($"Unexpected argument '{args[i]}'; options look like --name value.");
+            string name = args[i][2..];
+            values[name] = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true";
+        }
+        return new Options(values);
+    }
+
+    public string? Get(string name) => _values.TryGetValue(name, out var v) ? v : null;
+
+    public string Get(string name, string fallback) => Get(name) ?? fallback;
+
+    public int GetInt(string name, int fallback)
+    {
+        var text = Get(name);
+        if (text is null) return fallback;
+        return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value)
+            ? value
+            : throw new ArgumentException($"--{name} expects an integer, got '{text}'.");
+    }
+
+    public string OutputFolder()
+    {
+        var folder = Path.GetFullPath(Get("out", "out"));
+        Directory.CreateDirectory(folder);
+        return folder;
+    }
+}
