@@ -7,7 +7,7 @@ namespace MergeMix.ML.Tests.Mixing;
 /// <summary>Hand-made batches and fake attention sources for the mixing tests.</summary>
 internal static class MixTestData
 {
-    /// <summary>[B, C, H, W] with every value distinct (b·1000 + c·100 + y·10 + x style), so any pixel names its source.</summary>
+    /// <summary>[B, C, H, W] with every value distinct (b·10000 + c·1000 + y·32 + x), so any pixel names its source.</summary>
     public static Tensor DistinctImages(int batch, int channels, int height, int width)
     {
         var values = new float[batch * channels * height * width];
