@@ -13,8 +13,7 @@ public sealed class SyntheticShapesTests
         var (c, _) = SyntheticShapes.Generate(60, seed: 6);
         CollectionAssert.AreEqual(a.Pixels, b.Pixels);
         CollectionAssert.AreEqual(a.Labels, b.Labels);
-        CollectionAssert.AreEqual(scenesA.Select(s => s.Caption).ToArray(), scenesB.Select(s => s.Caption).ToArray());
-        CollectionAssert.AreEqual(scenesA.SelectMany(s => s.Sizes).ToArray(), scenesB.SelectMany(s => s.Sizes).ToArray());
+        CollectionAssert.AreEqual(scenesA.ToArray(), scenesB.ToArray());
         CollectionAssert.AreNotEqual(a.Pixels, c.Pixels);
     }
 
@@ -134,6 +133,9 @@ public sealed class SyntheticShapesTests
             ("what shape is in the image?", "square"),
             ("how many shapes are there?", "two"),
         }, two.Questions().ToArray());
+
+        Assert.AreEqual(new SyntheticScene("square", "blue", new List<string> { "left", "bottom right" }, new List<float> { 7f, 9f }), two);
+        Assert.AreNotEqual(new SyntheticScene("square", "blue", new[] { "left", "bottom right" }, new[] { 7f, 9.5f }), two);
 
         Assert.AreEqual("an orange cross at the center", new SyntheticScene("cross", "orange", new[] { "center" }, new[] { 6f }).Caption);
         Assert.AreEqual("three green crosses at the top and the center and the bottom",
