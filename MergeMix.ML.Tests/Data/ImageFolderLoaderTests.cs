@@ -59,6 +59,17 @@ public sealed class ImageFolderLoaderTests
     }
 
     [TestMethod]
+    public void ImageAnalyticsRunsOnTheSkiaSharpItWasBuiltFor()
+    {
+        // ML.NET ImageAnalytics 5.0.1 is built against SkiaSharp 2.88; SkiaSharp 3.x (pulled in, e.g., by ScottPlot)
+        // changed SKBitmap.GetPixelSpan's return type, so MLImage.Pixels — and with it ExtractPixels — throws MissingMethodException.
+        var built = typeof(MLImage).Assembly.GetReferencedAssemblies().Single(a => a.Name == "SkiaSharp").Version!;
+        var loaded = System.Reflection.Assembly.Load("SkiaSharp").GetName().Version!;
+        Assert.AreEqual((built.Major, built.Minor), (loaded.Major, loaded.Minor),
+            $"SkiaSharp {loaded} is deployed, but Microsoft.ML.ImageAnalytics was built against {built}; ExtractPixels cannot read decoded images.");
+    }
+
+    [TestMethod]
     public void ListsClassesOrdinallyAndImagesRecursively()
     {
         WriteTree();

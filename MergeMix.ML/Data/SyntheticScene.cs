@@ -5,7 +5,7 @@ namespace MergeMix.ML.Data;
 /// different cell of a 3×3 grid. It yields the image's caption and question/answer pairs, all lower-case words from
 /// <see cref="SyntheticShapes.Vocabulary"/> separated by single spaces (questions end with "?" attached to the last word).
 /// </summary>
-/// <remarks>Equality compares <see cref="Positions"/> and <see cref="Sizes"/> by reference; compare captions or the lists' items instead.</remarks>
+/// <remarks>Equality compares the shape, the colour and the items of <see cref="Positions"/> and <see cref="Sizes"/>.</remarks>
 public sealed record SyntheticScene
 {
     /// <summary>Creates a scene description, checking every name against the fixed vocabulary.</summary>
@@ -32,8 +32,8 @@ public sealed record SyntheticScene
             throw new ArgumentException($"Need one size per position ({positions.Count}), got {sizes.Count}.", nameof(sizes));
         Shape = shape;
         Colour = colour;
-        Positions = positions;
-        Sizes = sizes;
+        Positions = Array.AsReadOnly(positions.ToArray());
+        Sizes = Array.AsReadOnly(sizes.ToArray());
     }
 
     /// <summary>The shape shared by all objects; also the class label (see <see cref="Label"/>).</summary>
@@ -83,6 +83,24 @@ public sealed record SyntheticScene
             pairs.Add(($"where is the {Shape}?", Positions[0]));
         pairs.Add(("how many shapes are there?", SyntheticShapes.CountWord(Count)));
         return pairs;
+    }
+
+    /// <summary>True when <paramref name="other"/> has the same shape, colour, positions and sizes (item by item).</summary>
+    public bool Equals(SyntheticScene? other) =>
+        other is not null && Shape == other.Shape && Colour == other.Colour &&
+        Positions.SequenceEqual(other.Positions) && Sizes.SequenceEqual(other.Sizes);
+
+    /// <inheritdoc/>
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        hash.Add(Shape);
+        hash.Add(Colour);
+        foreach (var p in Positions)
+            hash.Add(p);
+        foreach (var size in Sizes)
+            hash.Add(size);
+        return hash.ToHashCode();
     }
 
     private static string Article(string word) => "aeiou".Contains(word[0]) ? "an" : "a";
