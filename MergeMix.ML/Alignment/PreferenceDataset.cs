@@ -53,7 +53,8 @@ public sealed class PreferenceDataset : IDisposable
     /// <param name="policy">Mixing policy; its λ must lie in [0, 1].</param>
     /// <param name="seed">Seed of the grouping and of the mixing.</param>
     /// <param name="groupSize">Rows mixed together (partners come from the same group), ≥ 2.</param>
-    /// <param name="attention">Attention source, required when <see cref="IMixPolicy.NeedsAttention"/>.</param>
+    /// <param name="attention">Attention source, required when <see cref="IMixPolicy.NeedsAttention"/>. The policy and
+    /// the source receive the images on the CPU.</param>
     public static PreferenceDataset FromMixing(Tensor images, IReadOnlyList<string> prompts, IReadOnlyList<string> answers,
         IMixPolicy policy, long seed, int groupSize = 8, IAttentionSource? attention = null)
     {

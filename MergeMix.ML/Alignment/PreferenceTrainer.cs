@@ -329,6 +329,7 @@ public sealed class PreferenceTrainer : IDisposable
     }
 
     // Rows 0..N−1 hold the chosen texts and N..2N−1 the rejected ones, so one padded tokenisation serves both sides.
+    // Tokenising up front makes an empty answer or an over-long text fail before any step.
     private TextBatch Prepare(PreferenceDataset data)
     {
         ArgumentNullException.ThrowIfNull(data);
@@ -339,15 +340,31 @@ public sealed class PreferenceTrainer : IDisposable
             throw new ArgumentException(
                 $"the reference log-probs were precomputed for {precomputedChosen.Length} pairs, but data has {data.Count}; " +
                 "use one dataset per trainer (its pairs are fixed so the precomputed values stay valid).", nameof(data));
-        var prompts = data.Prompts.Concat(data.Prompts).ToArray();
-        var answers = data.ChosenAnswers.Concat(data.RejectedAnswers).ToArray();
+        using var chosen = BuildSide(data.Prompts, data.ChosenAnswers, "chosen");
+        using var rejected = BuildSide(data.Prompts, data.RejectedAnswers, "rejected");
+        long length = Math.Max(chosen.InputIds.shape[1], rejected.InputIds.shape[1]);
+        Tensor Join(Tensor a, Tensor b, long fill)
+        {
+            using var scope = NewDisposeScope();
+            var padded = new[] { a, b }.Select(t => nn.functional.pad(t, new[] { 0, length - t.shape[1] }, value: fill));
+            return cat(padded.ToArray(), 0).DetachFromDisposeScope();
+        }
+        return new TextBatch(
+            Join(chosen.InputIds, rejected.InputIds, policy.Tokenizer.PadId),
+            Join(chosen.Labels, rejected.Labels, SequenceLogProbs.IgnoreIndex),
+            Join(chosen.AttentionMask, rejected.AttentionMask, 0));
+    }
+
+    private TextBatch BuildSide(IReadOnlyList<string> prompts, IReadOnlyList<string> answers, string side)
+    {
         try
         {
             return TextBatch.Build(policy.Tokenizer, prompts, answers, policy.Options.MaxTextLength);
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"data: {e.Message} (rows ≥ {data.Count} are the rejected answers of row − {data.Count}).", nameof(data), e);
+            string reason = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+            throw new ArgumentException($"data, {side} side: {reason}", "data", e);
         }
     }
 

@@ -63,7 +63,8 @@ public sealed class PreferenceTrainerOptions
     /// <summary>Reference log-probs for DPO, IPO and hinge: an online frozen copy, or precomputed once.</summary>
     public ReferenceMode Reference = ReferenceMode.Online;
 
-    /// <summary>When false the vision encoder is frozen (LLaVA stage 2); MergeMix trains it.</summary>
+    /// <summary>When false the vision encoder is frozen (LLaVA stage 2: its parameters get requires_grad = false);
+    /// MergeMix trains it.</summary>
     public bool TrainVisionEncoder = true;
 
     /// <summary>AdamW learning rate. 1e-3 suits tiny models from scratch; pretrained LMs want 1e-6 to 1e-5.</summary>
