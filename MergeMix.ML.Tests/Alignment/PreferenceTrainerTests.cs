@@ -111,6 +111,9 @@ public sealed class PreferenceTrainerTests
         Assert.IsNull(precomputed.ReferenceModel);
         var e = Assert.ThrowsExactly<ArgumentNullException>(() => new PreferenceTrainer(model, new PreferenceTrainerOptions { Objective = PreferenceObjective.Dpo }));
         Assert.AreEqual("visionEncoderFactory", e.ParamName);
+        var mismatch = Assert.ThrowsExactly<ArgumentException>(() => new PreferenceTrainer(model,
+            new PreferenceTrainerOptions { Objective = PreferenceObjective.Dpo }, () => new TinyPatchEncoder(featureDim: 8)));
+        Assert.AreEqual("visionEncoderFactory", mismatch.ParamName);
     }
 
     [TestMethod]

@@ -1,5 +1,4 @@
 using System.IO.Compression;
-using System.Text;
 using System.Text.Json;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -21,6 +20,7 @@ namespace MergeMix.ML.Alignment;
 public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
 {
     private const string FormatName = "mergemix-mmlm-v1";
+    private const string ArchiveKind = "model archive";
     private static readonly JsonSerializerOptions JsonOptions = new() { IncludeFields = true, WriteIndented = true };
 
     private readonly VisionEncoder vision;
@@ -246,9 +246,7 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
             JsonSerializer.Serialize(entry, new SavedHeader(FormatName, Options, vision.FeatureDim, vision.TokenCount, Tokenizer.VocabSize), JsonOptions);
         using (var entry = zip.CreateEntry("tokenizer.json").Open())
             Tokenizer.Save(entry);
-        using (var entry = zip.CreateEntry("model.bin").Open())
-        using (var writer = new BinaryWriter(entry, Encoding.UTF8, leaveOpen: true))
-            save(writer);
+        ArchiveEntries.Write(zip, "model.bin", w => save(w));
     }
 
     /// <summary>
@@ -270,7 +268,7 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(visionEncoder);
         using var zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
         SavedHeader header;
-        using (var entry = Entry(zip, "options.json").Open())
+        using (var entry = ArchiveEntries.Get(zip, "options.json", ArchiveKind).Open())
             header = JsonSerializer.Deserialize<SavedHeader>(entry, JsonOptions)
                 ?? throw new InvalidDataException("options.json of the model archive is empty.");
         if (header.Format != FormatName)
@@ -280,15 +278,10 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
                 $"the saved model expects a vision encoder with FeatureDim = {header.VisionFeatureDim} and TokenCount = {header.VisionTokenCount}; " +
                 $"the given one has {visionEncoder.FeatureDim} and {visionEncoder.TokenCount}.", nameof(visionEncoder));
         MultimodalTokenizer tokenizer;
-        using (var entry = Entry(zip, "tokenizer.json").Open())
+        using (var entry = ArchiveEntries.Get(zip, "tokenizer.json", ArchiveKind).Open())
             tokenizer = MultimodalTokenizer.Load(entry);
         var model = new MultimodalLm(visionEncoder, tokenizer, header.Options);
-        // Zip entry streams cannot seek; TorchSharp reads the weights from a seekable copy.
-        using var weights = new MemoryStream();
-        using (var entry = Entry(zip, "model.bin").Open()) entry.CopyTo(weights);
-        weights.Position = 0;
-        using (var reader = new BinaryReader(weights, Encoding.UTF8, leaveOpen: true))
-            model.load(reader, strict: true);
+        ArchiveEntries.Read(zip, "model.bin", ArchiveKind, r => model.load(r, strict: true));
         return model;
     }
 
@@ -359,9 +352,6 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
                 else if (!name.Contains("norm", StringComparison.Ordinal)) p.normal_(0, 0.02, generator);
             }
     }
-
-    private static ZipArchiveEntry Entry(ZipArchive zip, string name) =>
-        zip.GetEntry(name) ?? throw new InvalidDataException($"the model archive has no '{name}' entry; was it written by MultimodalLm.Save?");
 
     private sealed record SavedHeader(string Format, MultimodalLmOptions Options, int VisionFeatureDim, int VisionTokenCount, int VocabSize);
 

@@ -1,5 +1,4 @@
 using System.IO.Compression;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using MergeMix.ML.Runtime;
@@ -28,6 +27,7 @@ namespace MergeMix.ML.Alignment;
 public sealed class PreferenceTrainer : IDisposable
 {
     private const string FormatName = "mergemix-preference-checkpoint-v1";
+    private const string ArchiveKind = "checkpoint";
     // Metrics hold NaN where an objective has no value (e.g. SFT rewards).
     private static readonly JsonSerializerOptions JsonOptions = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
@@ -181,9 +181,9 @@ public sealed class PreferenceTrainer : IDisposable
         using var zip = new ZipArchive(file, ZipArchiveMode.Create);
         using (var entry = zip.CreateEntry("state.json").Open())
             JsonSerializer.Serialize(entry, new CheckpointState(FormatName, options.Objective, Step, precomputedChosen, precomputedRejected, history), JsonOptions);
-        WriteEntry(zip, "policy.bin", w => policy.save(w));
-        WriteEntry(zip, "optimizer.bin", optimizer.save_state_dict);
-        if (reference is not null) WriteEntry(zip, "reference.bin", w => reference.save(w));
+        ArchiveEntries.Write(zip, "policy.bin", w => policy.save(w));
+        ArchiveEntries.Write(zip, "optimizer.bin", optimizer.save_state_dict);
+        if (reference is not null) ArchiveEntries.Write(zip, "reference.bin", w => reference.save(w));
     }
 
     /// <summary>
@@ -196,7 +196,7 @@ public sealed class PreferenceTrainer : IDisposable
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint '{path}' was not found.", path);
         using var zip = ZipFile.OpenRead(path);
         CheckpointState state;
-        using (var entry = Entry(zip, "state.json").Open())
+        using (var entry = ArchiveEntries.Get(zip, "state.json", ArchiveKind).Open())
             state = JsonSerializer.Deserialize<CheckpointState>(entry, JsonOptions) ?? throw new InvalidDataException("the checkpoint's state.json is empty.");
         if (state.Format != FormatName)
             throw new InvalidDataException($"checkpoint '{path}' has format '{state.Format}', expected '{FormatName}'.");
@@ -205,9 +205,9 @@ public sealed class PreferenceTrainer : IDisposable
         if (reference is not null && zip.GetEntry("reference.bin") is null)
             throw new InvalidDataException($"checkpoint '{path}' holds no reference weights, but this trainer uses an online reference.");
 
-        ReadEntry(zip, "policy.bin", r => policy.load(r, strict: true));
-        ReadEntry(zip, "optimizer.bin", optimizer.load_state_dict);
-        if (reference is not null) ReadEntry(zip, "reference.bin", r => reference.load(r, strict: true));
+        ArchiveEntries.Read(zip, "policy.bin", ArchiveKind, r => policy.load(r, strict: true));
+        ArchiveEntries.Read(zip, "optimizer.bin", ArchiveKind, optimizer.load_state_dict);
+        if (reference is not null) ArchiveEntries.Read(zip, "reference.bin", ArchiveKind, r => reference.load(r, strict: true));
         Step = state.Step;
         precomputedChosen = state.PrecomputedChosen;
         precomputedRejected = state.PrecomputedRejected;
@@ -426,45 +426,25 @@ public sealed class PreferenceTrainer : IDisposable
     private MultimodalLm CopyForReference(MultimodalLm source, VisionEncoder encoder)
     {
         var copy = new MultimodalLm(encoder, source.Tokenizer, source.Options);
-        try
-        {
-            using var weights = new MemoryStream();
-            using (var writer = new BinaryWriter(weights, Encoding.UTF8, leaveOpen: true)) source.save(writer);
-            weights.Position = 0;
-            using (var reader = new BinaryReader(weights, Encoding.UTF8, leaveOpen: true)) copy.load(reader, strict: true);
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or KeyNotFoundException)
+        var sourceState = source.state_dict();
+        var copyState = copy.state_dict();
+        string? mismatch = copyState.Count != sourceState.Count
+            ? $"{copyState.Count} tensors instead of {sourceState.Count}"
+            : copyState.Where(kv => !sourceState.TryGetValue(kv.Key, out var t) || !t.shape.SequenceEqual(kv.Value.shape))
+                .Select(kv => $"'{kv.Key}' [{string.Join(", ", kv.Value.shape)}]").FirstOrDefault();
+        if (mismatch is not null)
         {
             copy.Dispose();
             throw new ArgumentException(
-                $"the vision encoder made by visionEncoderFactory ({encoder.GetType().Name}) does not match the model's ({source.Vision.GetType().Name}): {e.Message}",
-                "visionEncoderFactory", e);
+                $"the vision encoder made by visionEncoderFactory ({encoder.GetType().Name}) does not match the model's " +
+                $"({source.Vision.GetType().Name}): the copy has {mismatch}.", "visionEncoderFactory");
         }
+        copy.load_state_dict(sourceState, strict: true);
         copy.to(device);
         copy.eval();
         foreach (var p in copy.parameters()) p.requires_grad = false;
         return copy;
     }
-
-    private static void WriteEntry(ZipArchive zip, string name, Action<BinaryWriter> write)
-    {
-        using var stream = zip.CreateEntry(name).Open();
-        using var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
-        write(writer);
-    }
-
-    private static void ReadEntry(ZipArchive zip, string name, Action<BinaryReader> read)
-    {
-        // Zip entry streams cannot seek; read from a seekable copy.
-        using var copy = new MemoryStream();
-        using (var stream = Entry(zip, name).Open()) stream.CopyTo(copy);
-        copy.Position = 0;
-        using var reader = new BinaryReader(copy, Encoding.UTF8, leaveOpen: true);
-        read(reader);
-    }
-
-    private static ZipArchiveEntry Entry(ZipArchive zip, string name) =>
-        zip.GetEntry(name) ?? throw new InvalidDataException($"the checkpoint has no '{name}' entry; was it written by PreferenceTrainer.SaveCheckpoint?");
 
     private sealed record BatchScore(Tensor? PerPairLoss, Tensor NllSum, Tensor TokenCount, Tensor ChosenLogps, Tensor? RejectedLogps,
         PreferenceRewards? Rewards);
