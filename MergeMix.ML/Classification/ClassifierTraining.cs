@@ -72,6 +72,7 @@ public static class ClassifierTraining
             var order = Enumerable.Range(0, train.Count).ToArray();
             random.Shuffle(order);
             model.train();
+            model.Backbone.MergeEnabled = options.MergeDuringTraining;
             double lossSum = 0;
             int steps = 0;
             foreach (var (start, count) in Batches(train.Count, options.BatchSize))
