@@ -29,7 +29,7 @@ internal static class DemoCommand
         var output = options.OutputFolder();
         int epochs = options.GetInt("epochs", 8);
         var watch = Stopwatch.StartNew();
-        var (train, _) = SyntheticShapes.Generate(options.GetInt("train", 3000), seed: 1);
+        var (train, _) = SyntheticShapes.Generate(options.GetInt("train", 8000), seed: 1);
         var (test, _) = SyntheticShapes.Generate(options.GetInt("test", 600), seed: 2);
         Console.WriteLine($"Synthetic shapes: {train.Count} train / {test.Count} test images, 32×32, classes: {string.Join(", ", train.ClassNames)}");
 
@@ -46,13 +46,18 @@ internal static class DemoCommand
         {
             Policy = MixingPolicy.MergeMix,
             Seed = 1,
-            AttentionTraining = new AttentionModelOptions { Epochs = 4 },
+            AttentionTraining = new AttentionModelOptions(),
         });
         var trainer = ml.MulticlassClassification.Trainers.VisionTransformer(new VisionTransformerTrainerOptions
         {
             SoftLabelColumnName = "SoftLabel",
             Epochs = epochs,
-            Model = new VisionTransformerOptions { Width = 96, Depth = 4, Heads = 3, DropPathRate = 0.05 },
+            Model = new VisionTransformerOptions { Width = 64, Depth = 4, Heads = 4, DropPathRate = 0.0 },
+            BatchSize = 64,
+            LearningRate = 2e-3,
+            WarmupEpochs = 0.3,
+            MinLearningRate = 1e-4,
+            RandomCropPadding = 0,
             ValidationSet = testData,
             Seed = 1,
         });
