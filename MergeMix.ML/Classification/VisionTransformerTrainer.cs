@@ -30,6 +30,7 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
     {
         ArgumentNullException.ThrowIfNull(input);
         var o = _options;
+        ValidateImageShape(input.Schema, o);
         var train = LabeledImageSet.FromDataView(input, o.FeatureColumnName, o.LabelColumnName);
         var soft = o.SoftLabelColumnName is null ? null : ReadSoftLabels(input, o.SoftLabelColumnName, train.ClassNames.Count);
         var validation = o.ValidationSet is null ? null : LabeledImageSet.FromDataView(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName);
@@ -50,6 +51,20 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
         return SchemaShapeColumns.With(inputSchema,
             SchemaShapeColumns.Make(_options.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single),
             SchemaShapeColumns.Make(_options.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, isKey: true, keyValues));
+    }
+
+    /// <summary>Checks the image shape from the schema, so a bad column fails before any row is read.</summary>
+    private static void ValidateImageShape(DataViewSchema schema, VisionTransformerTrainerOptions o)
+    {
+        var (channels, height, width) = ImageColumns.ValidateImageColumn(schema, o.FeatureColumnName);
+        if (height != width)
+            throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.FeatureColumnName),
+                $"Image column '{o.FeatureColumnName}' holds {channels}×{height}×{width} images, but the Vision Transformer needs square images; " +
+                "resize them first (mlContext.Transforms.ResizeImages).");
+        if (height % o.Model.PatchSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.FeatureColumnName),
+                $"Image column '{o.FeatureColumnName}' holds {height}×{width} images, which Model.PatchSize = {o.Model.PatchSize} does not divide; " +
+                "resize the images or choose a patch size that divides their side.");
     }
 
     private static float[] ReadSoftLabels(IDataView data, string columnName, int classCount)
