@@ -1,0 +1,114 @@
+using MergeMix.ML.Classification;
+using MergeMix.ML.Vision;
+
+namespace MergeMix.ML.Samples.Bench;
+
+/// <summary>
+/// One named benchmark configuration: which images, which ViT, which training schedule. Every method of a benchmark
+/// runs with the same preset; only the online mixing policy (and its own α, see <c>MixPolicies</c>) changes.
+/// </summary>
+/// <param name="Name">Name given to <c>--preset</c>.</param>
+/// <param name="Summary">One line for the report.</param>
+/// <param name="SyntheticTrain">Without <c>--data</c>: synthetic shapes rendered for train + validation (seed 1).</param>
+/// <param name="SyntheticTest">Without <c>--data</c>: synthetic shapes rendered for test (seed 2).</param>
+/// <param name="CifarTrainPool">With <c>--data</c>: images read from the start of data_batch_1..5 before subsetting.</param>
+/// <param name="CifarTrainPerClass">With <c>--data</c>: images per class of the fixed stratified train + validation subset.</param>
+/// <param name="CifarTest">With <c>--data</c>: images read from the start of test_batch; null reads all (5 000).</param>
+/// <param name="ValidationFraction">Class-stratified share of the train images held out for validation (model selection).</param>
+/// <param name="DataSeed">Seed of the subset and of the validation split, fixed so every run sees the same images.</param>
+/// <param name="Width">ViT token width.</param>
+/// <param name="Depth">ViT blocks.</param>
+/// <param name="Heads">Attention heads.</param>
+/// <param name="PatchSize">Patch side in pixels (32×32 images → (32/P)² patches).</param>
+/// <param name="MergeCount">Tokens merged over all blocks when ToMe is on (MergeMix's attention pass, "ToMe" columns).</param>
+/// <param name="DropPathRate">Stochastic depth of the last block.</param>
+/// <param name="Epochs">Training epochs (the same for every method).</param>
+/// <param name="BatchSize">Images per step.</param>
+/// <param name="LearningRate">Peak AdamW learning rate.</param>
+/// <param name="MinLearningRate">Learning rate at the end of the cosine decay.</param>
+/// <param name="WarmupEpochs">Linear warm-up length in epochs.</param>
+/// <param name="WeightDecay">AdamW weight decay.</param>
+/// <param name="LabelSmoothing">Label smoothing ε.</param>
+/// <param name="RandomCropPadding">Random-crop padding in pixels (0: no crop).</param>
+/// <param name="Threads">Torch intra-op threads during the benchmark (0: torch's default); tiny models run faster on one.</param>
+/// <param name="ThroughputBatch">Images per forward pass of the inference-throughput measurement.</param>
+/// <param name="ThroughputIterations">Timed forward passes of the inference-throughput measurement.</param>
+/// <param name="Cost">Measured cost on the 2-core development machine, for the report.</param>
+public sealed record BenchPreset(
+    string Name, string Summary,
+    int SyntheticTrain, int SyntheticTest,
+    int CifarTrainPool, int CifarTrainPerClass, int? CifarTest,
+    double ValidationFraction, int DataSeed,
+    int Width, int Depth, int Heads, int PatchSize, int MergeCount, double DropPathRate,
+    int Epochs, int BatchSize, double LearningRate, double MinLearningRate, double WarmupEpochs, double WeightDecay,
+    double LabelSmoothing, int RandomCropPadding, int Threads,
+    int ThroughputBatch, int ThroughputIterations,
+    string Cost)
+{
+    /// <summary>Seed of the occlusion masks: the same masks for every method and seed, so the curves pair up.</summary>
+    public const int OcclusionSeed = 0;
+
+    /// <summary>
+    /// Seconds of a test run on 2 cores: synthetic shapes, a 2-block 32-wide ViT, 2 epochs. Far too short to rank the
+    /// methods; it checks that the whole benchmark runs.
+    /// </summary>
+    public static BenchPreset Smoke { get; } = new(
+        "smoke", "pipeline check: tiny data, 2-block 32-wide ViT, 2 epochs",
+        SyntheticTrain: 1_200, SyntheticTest: 300,
+        CifarTrainPool: 10_000, CifarTrainPerClass: 120, CifarTest: 500,
+        ValidationFraction: 0.1, DataSeed: 0,
+        Width: 32, Depth: 2, Heads: 2, PatchSize: 4, MergeCount: 16, DropPathRate: 0,
+        Epochs: 2, BatchSize: 32, LearningRate: 2e-3, MinLearningRate: 1e-5, WarmupEpochs: 0.2, WeightDecay: 0.05,
+        LabelSmoothing: 0.1, RandomCropPadding: 0, Threads: 1,
+        ThroughputBatch: 64, ThroughputIterations: 2,
+        Cost: "about 1–3 s per method × seed on synthetic data (2 cores)");
+
+    /// <summary>
+    /// CIFAR-10: a fixed stratified 1 000-per-class subset of the 50 000 train images (900 train + 100 validation per
+    /// class), the 5 000 test images for the final numbers only, a 6-block 128-wide ViT with 4×4 patches.
+    /// </summary>
+    public static BenchPreset Cifar10Small { get; } = new(
+        "cifar10-small", "CIFAR-10, 9 000 train / 1 000 validation (fixed stratified subset) / 5 000 test, 6-block 128-wide ViT",
+        SyntheticTrain: 10_000, SyntheticTest: 5_000,
+        CifarTrainPool: 50_000, CifarTrainPerClass: 1_000, CifarTest: null,
+        ValidationFraction: 0.1, DataSeed: 0,
+        Width: 128, Depth: 6, Heads: 4, PatchSize: 4, MergeCount: 32, DropPathRate: 0.1,
+        Epochs: 8, BatchSize: 128, LearningRate: 1e-3, MinLearningRate: 1e-5, WarmupEpochs: 1, WeightDecay: 0.05,
+        LabelSmoothing: 0.1, RandomCropPadding: 4, Threads: 0,
+        ThroughputBatch: 256, ThroughputIterations: 4,
+        Cost: "to be measured");
+
+    /// <summary>All presets, in the order of the usage text.</summary>
+    public static IReadOnlyList<BenchPreset> All { get; } = new[] { Smoke, Cifar10Small };
+
+    /// <summary>The preset called <paramref name="name"/> (case-insensitive); throws naming the valid ones otherwise.</summary>
+    public static BenchPreset Find(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return All.FirstOrDefault(p => string.Equals(p.Name, name.Trim(), StringComparison.OrdinalIgnoreCase))
+            ?? throw new ArgumentException($"--preset: unknown preset '{name}'; valid presets: {string.Join(", ", All.Select(p => p.Name))}.", nameof(name));
+    }
+
+    /// <summary>The ViT of this preset (image size, channels and classes come from the data).</summary>
+    public VisionTransformerOptions ModelOptions() => new()
+    {
+        Width = Width, Depth = Depth, Heads = Heads, PatchSize = PatchSize, MergeCount = MergeCount, DropPathRate = DropPathRate,
+    };
+
+    /// <summary>Trainer options of this preset for one run; the caller adds the mixing policy, seed and callbacks.</summary>
+    public VisionTransformerTrainerOptions TrainerOptions(int epochs) => new()
+    {
+        Model = ModelOptions(),
+        Epochs = epochs,
+        BatchSize = BatchSize,
+        LearningRate = LearningRate,
+        MinLearningRate = MinLearningRate,
+        WarmupEpochs = WarmupEpochs,
+        WeightDecay = WeightDecay,
+        LabelSmoothing = LabelSmoothing,
+        RandomCropPadding = RandomCropPadding,
+        HorizontalFlip = true,
+        MergeDuringTraining = false,
+        MergeAtInference = false,
+    };
+}

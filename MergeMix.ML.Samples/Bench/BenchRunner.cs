@@ -1,0 +1,229 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using MergeMix.ML.Classification;
+using MergeMix.ML.Mixing;
+using MergeMix.ML.Vision;
+using TorchSharp;
+
+namespace MergeMix.ML.Samples.Bench;
+
+/// <summary>What to benchmark and where to write it.</summary>
+public sealed class BenchSettings
+{
+    /// <summary>The preset.</summary>
+    public BenchPreset Preset = BenchPreset.Smoke;
+
+    /// <summary>CIFAR-10 binary folder; null uses the embedded synthetic shapes.</summary>
+    public string? DataFolder;
+
+    /// <summary>Mixing policy names (<see cref="MixPolicies.Names"/>), run in this order.</summary>
+    public IReadOnlyList<string> Methods = MixPolicies.Names;
+
+    /// <summary>Seeds per method: runs use seeds 0 … Seeds − 1.</summary>
+    public int Seeds = 1;
+
+    /// <summary>Folder of the CSV, Markdown and PNG files (created when missing).</summary>
+    public string OutputFolder = Path.Combine("out", "bench");
+
+    /// <summary>Keep the rows of an earlier (interrupted) benchmark and skip the method × seed runs they hold.</summary>
+    public bool Resume;
+
+    /// <summary>Base loss of MergeMix runs (paper: clean; reference code: Mixup(0.8)).</summary>
+    public MergeMixBaseLoss MergeMixBaseLoss = MergeMixBaseLoss.Clean;
+
+    /// <summary>Epochs instead of the preset's (for cost measurements); null keeps the preset's.</summary>
+    public int? Epochs;
+
+    /// <summary>The command line written into the report.</summary>
+    public string CommandLine = "";
+}
+
+/// <summary>Paths of a finished benchmark's files.</summary>
+/// <param name="Csv">One row per method × seed.</param>
+/// <param name="EpochsCsv">One row per method × seed × epoch.</param>
+/// <param name="Markdown">The mean ± std table.</param>
+/// <param name="Plots">Accuracy-per-epoch, ECE and occlusion charts.</param>
+public sealed record BenchOutputs(string Csv, string EpochsCsv, string Markdown, IReadOnlyList<string> Plots);
+
+/// <summary>
+/// Trains every method × seed of a preset with <see cref="ClassifierTraining.Train"/> and evaluates it on the test split.
+/// Each finished run is appended to the CSV files and the report and charts are rebuilt at once, so an interrupted
+/// benchmark keeps every finished run; a run interrupted mid-training resumes from its per-epoch checkpoint.
+/// </summary>
+public static class BenchRunner
+{
+    /// <summary>Runs the benchmark, logging progress to <paramref name="log"/>, and returns the written files.</summary>
+    public static BenchOutputs Run(BenchSettings settings, TextWriter log)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(log);
+        if (settings.Seeds < 1) throw new ArgumentException($"--seeds must be at least 1, got {settings.Seeds}.");
+        if (settings.Epochs is < 1) throw new ArgumentException($"--epochs must be at least 1, got {settings.Epochs}.");
+        if (settings.Methods.Count == 0) throw new ArgumentException("--methods: give at least one method.");
+        foreach (var m in settings.Methods) MixPolicies.Create(m);
+
+        var preset = settings.Preset;
+        int epochs = settings.Epochs ?? preset.Epochs;
+        var folder = Path.GetFullPath(settings.OutputFolder);
+        Directory.CreateDirectory(folder);
+        var csv = Path.Combine(folder, $"bench-{preset.Name}.csv");
+        var epochsCsv = Path.Combine(folder, $"bench-{preset.Name}-epochs.csv");
+        var markdown = Path.Combine(folder, $"bench-{preset.Name}.md");
+
+        var data = BenchData.Load(preset, settings.DataFolder);
+        log.WriteLine($"bench {preset.Name}: {data.Source}; {data.Train.Count} train / {data.Validation.Count} validation / {data.Test.Count} test; {epochs} epochs");
+        var description = new BenchDescription(preset, epochs, settings.CommandLine, data, settings.MergeMixBaseLoss.ToString().ToLowerInvariant());
+
+        var rows = new List<BenchRow>();
+        var epochRows = new List<BenchEpochRow>();
+        if (settings.Resume)
+        {
+            rows.AddRange(BenchResults.ReadRows(csv));
+            epochRows.AddRange(BenchResults.ReadEpochs(epochsCsv).Where(e => rows.Any(r => r.Method == e.Method && r.Seed == e.Seed)));
+            if (rows.Any(r => r.Epochs != epochs))
+                throw new ArgumentException($"--resume: '{csv}' holds runs of a different epoch count than {epochs}; resume with the same settings or start afresh.");
+            BenchResults.Rewrite(csv, epochsCsv, rows, epochRows);
+            log.WriteLine($"Resuming: {rows.Count} finished run(s) in {csv}.");
+        }
+        else
+        {
+            BenchResults.Create(csv, epochsCsv);
+        }
+
+        IReadOnlyList<string> WriteReport()
+        {
+            var order = BenchReport.MethodOrder(settings.Methods, rows);
+            File.WriteAllText(markdown, BenchReport.Markdown(description, order, rows));
+            return BenchReport.Plots(folder, preset.Name, order, rows, epochRows);
+        }
+
+        int savedThreads = torch.get_num_threads();
+        if (preset.Threads > 0) torch.set_num_threads(preset.Threads);
+        try
+        {
+            foreach (var method in settings.Methods)
+                for (int seed = 0; seed < settings.Seeds; seed++)
+                {
+                    if (rows.Any(r => r.Method == method && r.Seed == seed)) continue;
+                    var checkpoint = Path.Combine(folder, "checkpoints", $"{preset.Name}-{method}-s{seed}");
+                    var (row, history) = RunWithRetries(() => RunOne(preset, epochs, method, seed, data, settings.MergeMixBaseLoss, checkpoint, log), log);
+                    BenchResults.Append(csv, epochsCsv, row, history);
+                    rows.Add(row);
+                    epochRows.AddRange(history);
+                    Directory.Delete(checkpoint, recursive: true);
+                    WriteReport();
+                }
+        }
+        finally
+        {
+            torch.set_num_threads(savedThreads);
+        }
+        var plots = WriteReport();
+        log.WriteLine($"Wrote {csv}, {epochsCsv}, {markdown} and {plots.Count} charts.");
+        return new BenchOutputs(csv, epochsCsv, markdown, plots);
+    }
+
+    /// <summary>The options given to <c>--methods</c>: "all" or a comma list of policy names.</summary>
+    public static IReadOnlyList<string> ParseMethods(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (string.Equals(text.Trim(), "all", StringComparison.OrdinalIgnoreCase)) return MixPolicies.Names;
+        var names = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(n => n.ToLowerInvariant()).Distinct().ToList();
+        if (names.Count == 0) throw new ArgumentException("--methods: give 'all' or a comma-separated list of methods.");
+        foreach (var n in names)
+            if (!MixPolicies.Names.Contains(n))
+                throw new ArgumentException($"--methods: unknown method '{n}'; valid: all, {string.Join(", ", MixPolicies.Names)}.");
+        return names;
+    }
+
+    /// <summary>Attempts of one run before its error is passed on.</summary>
+    private const int Attempts = 3;
+
+    /// <summary>
+    /// Runs <paramref name="run"/>, retrying after a native torch error. TorchSharp 0.107 can free the Scalar it
+    /// creates implicitly for an operator (e.g. the α of <c>a + b</c>) on the finalizer thread while the native call
+    /// still reads it; libtorch then rejects the garbage Scalar ("Exception raised from toFloat"). The retry resumes
+    /// from the run's last epoch checkpoint, so such a crash costs at most one epoch.
+    /// </summary>
+    private static T RunWithRetries<T>(Func<T> run, TextWriter log)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return run();
+            }
+            catch (System.Runtime.InteropServices.ExternalException e) when (attempt < Attempts)
+            {
+                log.WriteLine($"  native torch error (attempt {attempt} of {Attempts}), resuming from the last checkpoint: {e.Message.Split('\n')[0]}");
+            }
+        }
+    }
+
+    private sealed record BestEpoch(int Epoch, double Accuracy);
+
+    private static (BenchRow Row, IReadOnlyList<BenchEpochRow> Epochs) RunOne(BenchPreset preset, int epochs, string method, int seed, BenchData data,
+        MergeMixBaseLoss baseLoss, string checkpoint, TextWriter log)
+    {
+        var policy = MixPolicies.Create(method);
+        if (policy is MergeMixRandomPolicy random) random.PatchSize = preset.PatchSize;
+        var bestModel = Path.Combine(checkpoint, "best-model.bin");
+        var bestState = Path.Combine(checkpoint, "best.json");
+        // A resumed run continues from its checkpoint; its best epoch so far comes back with it.
+        var best = File.Exists(bestState) ? JsonSerializer.Deserialize<BestEpoch>(File.ReadAllText(bestState)) : null;
+
+        var options = preset.TrainerOptions(epochs);
+        options.OnlineMixing = policy;
+        options.MergeMixBaseLoss = baseLoss;
+        options.Seed = seed;
+        options.CheckpointFolder = checkpoint;
+        options.Progress = new SyncProgress<EpochReport>(report =>
+        {
+            var v = report.Validation!;
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {method} seed {seed} epoch {report.Epoch}/{report.Epochs}: loss {report.TrainLoss:F4}, {report.Seconds:F1} s, validation top-1 {100 * v.Accuracy:F2} %, ECE {100 * v.ExpectedCalibrationError:F2} %"));
+            if (best is null || v.Accuracy > best.Accuracy)
+            {
+                // Train has just written this epoch's checkpoint: keep its weights as the best so far.
+                File.Copy(Path.Combine(checkpoint, CheckpointModelFile), bestModel, overwrite: true);
+                best = new BestEpoch(report.Epoch, v.Accuracy);
+                File.WriteAllText(bestState, JsonSerializer.Serialize(best));
+            }
+        });
+
+        var watch = Stopwatch.StartNew();
+        var (model, history) = ClassifierTraining.Train(data.Train, null, data.Validation, options);
+        using var _ = model;
+        double finalTop1 = ClassifierTraining.Evaluate(model, data.Test).Accuracy;
+        model.load(bestModel);
+        model.eval();
+
+        model.Backbone.MergeEnabled = false;
+        var plain = ClassifierTraining.Evaluate(model, data.Test);
+        var occlusion = Occlusion.Curve(model, data.Test, BenchResults.OcclusionFractions, BenchPreset.OcclusionSeed);
+        double speed = VisionTransformerBenchmark.ForwardImagesPerSecond(model.Backbone, preset.ThroughputBatch, merge: false, preset.ThroughputIterations);
+        model.Backbone.MergeEnabled = true;
+        var merged = ClassifierTraining.Evaluate(model, data.Test);
+        double speedMerged = VisionTransformerBenchmark.ForwardImagesPerSecond(model.Backbone, preset.ThroughputBatch, merge: true, preset.ThroughputIterations);
+        model.Backbone.MergeEnabled = false;
+
+        var row = new BenchRow(method, seed, epochs, best!.Epoch, best.Accuracy, plain.Accuracy, finalTop1, plain.LogLoss, plain.ExpectedCalibrationError,
+            merged.Accuracy, merged.ExpectedCalibrationError, speed, speedMerged, history.Average(h => h.Seconds), occlusion);
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{method} seed {seed}: test top-1 {100 * row.Top1:F2} % (epoch {row.BestEpoch}; last epoch {100 * finalTop1:F2} %), ECE {100 * row.Ece:F2} %, ToMe top-1 {100 * row.Top1Tome:F2} %, "
+            + $"{row.TrainSecondsPerEpoch:F1} s/epoch, {speed:F0} → {speedMerged:F0} img/s, {watch.Elapsed.TotalSeconds:F0} s in all"));
+        var epochRows = history.Select(h => new BenchEpochRow(method, seed, h.Epoch, h.TrainLoss, h.Seconds,
+            h.Validation!.Accuracy, h.Validation.LogLoss, h.Validation.ExpectedCalibrationError)).ToList();
+        return (row, epochRows);
+    }
+
+    /// <summary>File name of the weights in a <see cref="VisionTransformerTrainerOptions.CheckpointFolder"/>.</summary>
+    private const string CheckpointModelFile = "model.bin";
+
+    /// <summary>Runs the handler on the reporting thread (<see cref="Progress{T}"/> would post it elsewhere, after the checkpoint may have moved on).</summary>
+    private sealed class SyncProgress<T>(Action<T> handler) : IProgress<T>
+    {
+        public void Report(T value) => handler(value);
+    }
+}
