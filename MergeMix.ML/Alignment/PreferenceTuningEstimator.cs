@@ -4,6 +4,7 @@ using MergeMix.ML.Data;
 using MergeMix.ML.Mixing;
 using MergeMix.ML.Runtime;
 using MergeMix.ML.Transforms;
+using MergeMix.ML.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -85,10 +86,19 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         /// <see cref="PreferenceTrainerOptions.Device"/> are replaced by <see cref="PreferenceEpochs"/>, <see cref="Seed"/>
         /// and <see cref="Device"/>; its batch size, weight decay, clipping and vision-encoder flag also apply to SFT.
         /// </summary>
-        public PreferenceTrainerOptions Trainer = new() { LearningRate = 2e-4 };
+        public PreferenceTrainerOptions Trainer = new() { LearningRate = 2e-4, BatchSize = 32 };
 
         /// <summary>The image tower. Its ViT's ImageSize and Channels are taken from the image column.</summary>
         public VisionTransformerEncoderOptions Encoder = new();
+
+        /// <summary>
+        /// Optional trained ViT (e.g. <c>VisionTransformerClassifier.Model.Backbone</c>) whose weights initialise the
+        /// encoder's ViT, as LLaVA starts from a pretrained vision tower. Every parameter but the classification head is
+        /// copied, so its architecture must match <see cref="Encoder"/>'s (image size and channels as in the data); set
+        /// <see cref="VisionTransformerEncoderOptions.ChannelMean"/>/<see cref="VisionTransformerEncoderOptions.ChannelStd"/>
+        /// to the normalisation it was trained with. Not kept: the trained weights live in the returned model.
+        /// </summary>
+        public VisionTransformer? PretrainedVision;
 
         /// <summary>The decoder.</summary>
         public MultimodalLmOptions Model = new() { ModelDim = 96, Layers = 2, Heads = 4, MaxTextLength = 24 };
@@ -279,6 +289,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         var model = new MultimodalLm(new VisionTransformerEncoder(encoderOptions), tokenizer, o.Model);
         try
         {
+            if (o.PretrainedVision is not null) CopyPretrained(o.PretrainedVision, ((VisionTransformerEncoder)model.Vision).Backbone);
             model.to(device);
             using var images = tensor(pixels, new long[] { count, shape.Channels, shape.Height, shape.Width });
             var sftWatch = Stopwatch.StartNew();
@@ -305,6 +316,22 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         }
     }
 
+    private static void CopyPretrained(VisionTransformer source, VisionTransformer target)
+    {
+        var weights = source.state_dict();
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in target.named_parameters())
+        {
+            if (name.StartsWith("head.", StringComparison.Ordinal)) continue;
+            if (!weights.TryGetValue(name, out var value) || !value.shape.SequenceEqual(parameter.shape))
+                throw new ArgumentException(
+                    $"PretrainedVision does not match Encoder.Vision: parameter '{name}' is [{string.Join(", ", parameter.shape)}] in the encoder but " +
+                    (value is null ? "missing" : $"[{string.Join(", ", value.shape)}]") + " in the pretrained ViT. Give Encoder.Vision the pretrained ViT's options.",
+                    nameof(Options.PretrainedVision));
+            parameter.copy_(value);
+        }
+    }
+
     private IReadOnlyList<PreferenceStepMetrics> RunSft(MultimodalLm model, Tensor images, string[] prompts, string[] answers, IChannel? channel)
     {
         var o = _options;
@@ -322,8 +349,9 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
     {
         var o = _options;
         var trainerOptions = PhaseOptions(o.PreferenceEpochs);
-        using var data = rejected is not null
-            ? PreferenceDataset.FromPairs(images, prompts, chosen, rejected)
+        // Plain SFT in the second phase scores the chosen side only, so it needs no pairs.
+        using var data = rejected is not null ? PreferenceDataset.FromPairs(images, prompts, chosen, rejected)
+            : trainerOptions.Objective == PreferenceObjective.Sft ? PreferenceDataset.FromPairs(images, prompts, chosen, chosen)
             : MixPairs(model, images, prompts, chosen);
         if (data.Lambdas is { } lambdas)
             channel?.Info(MessageSensitivity.None, "Built {0} mixed pairs with '{1}': mean λ {2:F3}.",

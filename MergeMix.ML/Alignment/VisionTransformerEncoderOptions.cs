@@ -11,14 +11,14 @@ namespace MergeMix.ML.Alignment;
 public sealed class VisionTransformerEncoderOptions
 {
     /// <summary>
-    /// The ViT. Defaults: 32×32 images, 4-pixel patches (64 tokens), width 64, 4 blocks, 2 heads, no stochastic depth
+    /// The ViT. Defaults: 32×32 images, 8-pixel patches (16 tokens), width 64, 4 blocks, 2 heads, no stochastic depth
     /// (preference tuning wants deterministic forward passes). The classification head is unused (ClassCount 1).
     /// When <see cref="VisionTransformerOptions.AttentionLayer"/> is null, the encoder uses
     /// min(2·Depth/3, feature layer) so MergeMix's attention comes from a block that is trained.
     /// </summary>
     public VisionTransformerOptions Vision = new()
     {
-        ImageSize = 32, PatchSize = 4, Width = 64, Depth = 4, Heads = 2, MlpRatio = 4.0, ClassCount = 1, DropPathRate = 0.0,
+        ImageSize = 32, PatchSize = 8, Width = 64, Depth = 4, Heads = 2, MlpRatio = 4.0, ClassCount = 1, DropPathRate = 0.0,
     };
 
     /// <summary>
