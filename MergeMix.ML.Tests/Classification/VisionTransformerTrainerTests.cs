@@ -32,7 +32,9 @@ public sealed class VisionTransformerTrainerTests
         var ml = new MLContext(1);
         var test = Shapes(12, 2);
         var testData = test.ToDataView(ml);
-        using var classifier = Train(ml, Shapes(48, 1).ToDataView(ml), Options());
+        var options = Options();
+        options.ValidationSet = testData;
+        using var classifier = Train(ml, Shapes(48, 1).ToDataView(ml), options);
         var scored = classifier.Transform(testData);
 
         var score = scored.Schema["Score"];
@@ -51,6 +53,11 @@ public sealed class VisionTransformerTrainerTests
         Assert.AreEqual(ours.Accuracy, metrics.MicroAccuracy, 1e-12);
         Assert.AreEqual(ours.LogLoss, metrics.LogLoss, 1e-5);
         Assert.AreEqual(test.Count, metrics.ConfusionMatrix.Counts.Sum(row => row.Sum()));
+        // The last epoch's validation report scored the same data with the same (final) weights.
+        var validation = classifier.History.Single().Validation!;
+        Assert.AreEqual(ours.Accuracy, validation.Accuracy, 1e-12);
+        Assert.AreEqual(ours.LogLoss, validation.LogLoss, 1e-5);
+        Assert.AreEqual(test.Count, validation.Count);
 
         // The predicted key maps back to the class names, in a batch and in a prediction engine alike.
         var chain = new TransformerChain<ITransformer>(classifier, ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel").Fit(scored));
