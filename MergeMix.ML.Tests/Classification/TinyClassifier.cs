@@ -39,6 +39,14 @@ internal static class TinyClassifier
         return x.Keys.Where(k => !x[k].shape.SequenceEqual(y[k].shape) || !x[k].eq(y[k]).all().item<bool>()).ToArray();
     }
 
+    /// <summary>Asserts that every parameter and buffer is bit-for-bit equal, naming those that are not.</summary>
+    public static void AssertIdentical(ImageClassifierModel expected, ImageClassifierModel actual, string message = "") =>
+        Assert.AreEqual("", string.Join(", ", Differences(expected, actual)), $"entries that differ. {message}");
+
+    /// <summary>Asserts that at least one parameter differs.</summary>
+    public static void AssertDifferent(ImageClassifierModel a, ImageClassifierModel b, string message = "") =>
+        Assert.AreNotEqual(0, Differences(a, b).Length, $"the models are identical. {message}");
+
     /// <summary>A progress sink that runs its callback synchronously (Progress&lt;T&gt; posts to the thread pool).</summary>
     public sealed class SyncProgress(Action<EpochReport> report) : IProgress<EpochReport>
     {

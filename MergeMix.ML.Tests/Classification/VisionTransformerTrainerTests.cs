@@ -1,6 +1,7 @@
 using MergeMix.ML.Classification;
 using MergeMix.ML.Data;
 using MergeMix.ML.Mixing;
+using MergeMix.ML.Tests.Alignment;
 using MergeMix.ML.Transforms;
 using MergeMix.ML.Vision;
 using Microsoft.ML;
@@ -13,18 +14,12 @@ namespace MergeMix.ML.Tests.Classification;
 [TestClass]
 public sealed class VisionTransformerTrainerTests
 {
-    private static int savedThreads;
-
     // Tiny models: one intra-op thread is much faster than two spin-waiting on a shared 2-core machine.
     [ClassInitialize]
-    public static void SingleThread(TestContext _)
-    {
-        savedThreads = get_num_threads();
-        set_num_threads(1);
-    }
+    public static void SingleThread(TestContext _) => SingleTorchThread.Enter();
 
     [ClassCleanup]
-    public static void RestoreThreads() => set_num_threads(savedThreads);
+    public static void RestoreThreads() => SingleTorchThread.Exit();
 
     private static VisionTransformerClassifier Train(MLContext ml, IDataView data, VisionTransformerTrainerOptions options) =>
         ml.MulticlassClassification.Trainers.VisionTransformer(options).Fit(data);
@@ -37,7 +32,9 @@ public sealed class VisionTransformerTrainerTests
         var ml = new MLContext(1);
         var test = Shapes(12, 2);
         var testData = test.ToDataView(ml);
-        using var classifier = Train(ml, Shapes(48, 1).ToDataView(ml), Options());
+        var options = Options();
+        options.ValidationSet = testData;
+        using var classifier = Train(ml, Shapes(48, 1).ToDataView(ml), options);
         var scored = classifier.Transform(testData);
 
         var score = scored.Schema["Score"];
@@ -56,6 +53,11 @@ public sealed class VisionTransformerTrainerTests
         Assert.AreEqual(ours.Accuracy, metrics.MicroAccuracy, 1e-12);
         Assert.AreEqual(ours.LogLoss, metrics.LogLoss, 1e-5);
         Assert.AreEqual(test.Count, metrics.ConfusionMatrix.Counts.Sum(row => row.Sum()));
+        // The last epoch's validation report scored the same data with the same (final) weights.
+        var validation = classifier.History.Single().Validation!;
+        Assert.AreEqual(ours.Accuracy, validation.Accuracy, 1e-12);
+        Assert.AreEqual(ours.LogLoss, validation.LogLoss, 1e-5);
+        Assert.AreEqual(test.Count, validation.Count);
 
         // The predicted key maps back to the class names, in a batch and in a prediction engine alike.
         var chain = new TransformerChain<ITransformer>(classifier, ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel").Fit(scored));
@@ -94,7 +96,7 @@ public sealed class VisionTransformerTrainerTests
         {
             classifier.Save(path);
             using var loaded = VisionTransformerClassifier.Load(path);
-            Assert.AreEqual(0, Differences(classifier.Model, loaded.Model).Length);
+            AssertIdentical(classifier.Model, loaded.Model);
             CollectionAssert.AreEqual(classifier.ClassNames.ToArray(), loaded.ClassNames.ToArray());
             Assert.AreEqual("Pixels", loaded.FeatureColumnName);
             Assert.AreEqual("Probabilities", loaded.ScoreColumnName);
@@ -147,7 +149,7 @@ public sealed class VisionTransformerTrainerTests
         softOptions.SoftLabelColumnName = "SoftLabel";
         using var bySoft = Train(ml, withOneHot, softOptions);
 
-        CollectionAssert.AreEqual(Array.Empty<string>(), Differences(byKey.Model, bySoft.Model));
+        AssertIdentical(byKey.Model, bySoft.Model);
         CollectionAssert.AreEqual(byKey.History.Select(h => h.TrainLoss).ToArray(), bySoft.History.Select(h => h.TrainLoss).ToArray());
     }
 
@@ -176,12 +178,33 @@ public sealed class VisionTransformerTrainerTests
             using var classifier = Train(ml, data, resumed);
 
             CollectionAssert.AreEqual(new[] { 2 }, epochs, "only the second epoch runs again");
-            CollectionAssert.AreEqual(Array.Empty<string>(), Differences(uninterrupted.Model, classifier.Model));
+            AssertIdentical(uninterrupted.Model, classifier.Model);
             CollectionAssert.AreEqual(uninterrupted.History.Select(h => h.TrainLoss).ToArray(), classifier.History.Select(h => h.TrainLoss).ToArray());
         }
         finally
         {
             if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void ThreadsOptionAppliesDuringTrainingOnly()
+    {
+        var ml = new MLContext(1);
+        var options = Options();
+        options.Threads = 1;
+        var during = new List<int>();
+        options.Progress = new SyncProgress(_ => during.Add(get_num_threads()));
+        try
+        {
+            set_num_threads(2);
+            using var classifier = Train(ml, Shapes(32, 1).ToDataView(ml), options);
+            CollectionAssert.AreEqual(new[] { 1 }, during);
+            Assert.AreEqual(2, get_num_threads(), "the caller's setting is restored");
+        }
+        finally
+        {
+            set_num_threads(1);
         }
     }
 
@@ -240,6 +263,7 @@ public sealed class VisionTransformerTrainerTests
         Assert.AreEqual(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName), wrongK.ParamName);
         StringAssert.Contains(wrongK.Message, "'Soft'");
         StringAssert.Contains(wrongK.Message, "vector of 6 Single");
+        StringAssert.Contains(wrongK.Message, "label column 'Label'");
 
         var data = set.ToDataView(ml);
         var empty = Assert.ThrowsExactly<InvalidOperationException>(() => Train(ml, ml.Data.SkipRows(data, 100), Options()));
@@ -308,8 +332,8 @@ public sealed class VisionTransformerTrainerTests
         var runs = new[] { plain, clean, mixup, mixedOnly, transMix };
         for (int i = 0; i < runs.Length; i++)
             for (int j = i + 1; j < runs.Length; j++)
-                Assert.AreNotEqual(0, Differences(runs[i].Model, runs[j].Model).Length, $"runs {i} and {j} must train differently");
-        CollectionAssert.AreEqual(Array.Empty<string>(), Differences(clean.Model, cleanAgain.Model), "online mixing is seeded");
+                AssertDifferent(runs[i].Model, runs[j].Model, $"runs {i} and {j} must train differently");
+        AssertIdentical(clean.Model, cleanAgain.Model, "online mixing is seeded");
     }
 
     [TestMethod]
@@ -340,9 +364,9 @@ public sealed class VisionTransformerTrainerTests
         using var onSoft = Train(ml, mixed, options);
         using var onHard = Train(ml, mixed, Options());
         using var onClean = Train(ml, data, Options());
-        CollectionAssert.AreEqual(Array.Empty<string>(), Differences(onSoft.Model, classifier.Model));
-        Assert.AreNotEqual(0, Differences(onHard.Model, classifier.Model).Length);
-        Assert.AreNotEqual(0, Differences(onClean.Model, classifier.Model).Length);
+        AssertIdentical(onSoft.Model, classifier.Model);
+        AssertDifferent(onHard.Model, classifier.Model);
+        AssertDifferent(onClean.Model, classifier.Model);
         Assert.AreEqual(1, classifier.History.Count);
 
         var scored = model.Transform(testData);

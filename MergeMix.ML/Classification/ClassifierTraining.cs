@@ -39,14 +39,47 @@ public static class ClassifierTraining
             throw new ArgumentException($"The validation set must have the training set's image shape ({train.Channels}×{train.Height}×{train.Width}) and {classes} classes.", nameof(validation));
 
         var device = TorchDevice.Resolve(options.Device, nameof(options.Device));
-        if (options.Threads > 0) torch.set_num_threads(options.Threads);
+        if (options.Threads <= 0) return Run(train, softLabels, validation, options, channel, device);
+        // The thread count is process-wide: restore it so training leaves no trace on the caller's other torch work.
+        int previousThreads = torch.get_num_threads();
+        torch.set_num_threads(options.Threads);
+        try
+        {
+            return Run(train, softLabels, validation, options, channel, device);
+        }
+        finally
+        {
+            torch.set_num_threads(previousThreads);
+        }
+    }
+
+    private static (ImageClassifierModel Model, IReadOnlyList<EpochReport> History) Run(LabeledImageSet train, float[]? softLabels,
+        LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel, Device device)
+    {
         var modelOptions = ModelOptionsFor(options.Model, train);
         var (mean, std) = (options.ChannelMean ?? ChannelMean(train), options.ChannelStd ?? ChannelStd(train));
 
         using var initGenerator = new Generator((ulong)options.Seed);
         var model = new ImageClassifierModel(modelOptions, mean, std, initGenerator);
-        model.to(device);
-        var optimizer = CreateOptimizer(model, options);
+        try
+        {
+            model.to(device);
+            return (model, Fit(model, train, softLabels, validation, options, channel, device));
+        }
+        catch
+        {
+            // Cancellation and bad data end here: free the native weights now rather than at some later GC.
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The epochs of <see cref="Train"/> on a freshly initialised <paramref name="model"/>; returns the history.</summary>
+    private static List<EpochReport> Fit(ImageClassifierModel model, LabeledImageSet train, float[]? softLabels, LabeledImageSet? validation,
+        VisionTransformerTrainerOptions options, IChannel? channel, Device device)
+    {
+        int classes = train.ClassNames.Count;
+        using var optimizer = CreateOptimizer(model, options);
         int stepsPerEpoch = Batches(train.Count, options.BatchSize).Count();
         long totalSteps = (long)stepsPerEpoch * options.Epochs;
         long warmupSteps = (long)Math.Round(options.WarmupEpochs * stepsPerEpoch);
@@ -131,7 +164,7 @@ public static class ClassifierTraining
         }
         model.Backbone.MergeEnabled = options.MergeAtInference;
         model.eval();
-        return (model, history);
+        return history;
     }
 
     /// <summary>Softmax probabilities [N·K] of <paramref name="model"/> (eval mode, no gradient) over raw images.</summary>

@@ -30,9 +30,9 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
     {
         ArgumentNullException.ThrowIfNull(input);
         var o = _options;
-        ValidateImageShape(input.Schema, o);
+        var softColumn = ValidateSchema(input.Schema, o);
         var train = LabeledImageSet.FromDataView(input, o.FeatureColumnName, o.LabelColumnName);
-        var soft = o.SoftLabelColumnName is null ? null : ReadSoftLabels(input, o.SoftLabelColumnName, train.ClassNames.Count);
+        var soft = softColumn is { } column ? ReadSoftLabels(input, column) : null;
         var validation = o.ValidationSet is null ? null : LabeledImageSet.FromDataView(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName);
         using var channel = _environment?.Start("VisionTransformerTrainer");
         var (model, history) = ClassifierTraining.Train(train, soft, validation, o, channel);
@@ -53,8 +53,11 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
             SchemaShapeColumns.Make(_options.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, isKey: true, keyValues));
     }
 
-    /// <summary>Checks the image shape from the schema, so a bad column fails before any row is read.</summary>
-    private static void ValidateImageShape(DataViewSchema schema, VisionTransformerTrainerOptions o)
+    /// <summary>
+    /// Checks the columns from the schema alone, so a bad column fails before any row is read; returns the soft-label
+    /// column when one is configured.
+    /// </summary>
+    private static DataViewSchema.Column? ValidateSchema(DataViewSchema schema, VisionTransformerTrainerOptions o)
     {
         var (channels, height, width) = ImageColumns.ValidateImageColumn(schema, o.FeatureColumnName);
         if (height != width)
@@ -65,16 +68,21 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
             throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.FeatureColumnName),
                 $"Image column '{o.FeatureColumnName}' holds {height}×{width} images, which Model.PatchSize = {o.Model.PatchSize} does not divide; " +
                 "resize the images or choose a patch size that divides their side.");
-    }
-
-    private static float[] ReadSoftLabels(IDataView data, string columnName, int classCount)
-    {
-        var column = data.Schema.GetColumnOrNull(columnName)
+        int classCount = ImageColumns.ValidateKeyLabel(schema, o.LabelColumnName).Count;
+        if (o.SoftLabelColumnName is not { } name) return null;
+        var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),
-                $"Soft-label column '{columnName}' not found; it is written by a mixer (e.g. mlContext.Transforms.MergeMix) earlier in the pipeline.");
+                $"Soft-label column '{name}' not found; it is written by a mixer (e.g. mlContext.Transforms.MergeMix) earlier in the pipeline.");
         if (column.Type is not VectorDataViewType { ItemType: NumberDataViewType } vector || vector.ItemType != NumberDataViewType.Single || vector.Size != classCount)
             throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),
-                $"Soft-label column '{columnName}' must be a vector of {classCount} Single values (one per class of the label), but is {column.Type}.");
+                $"Soft-label column '{name}' must be a vector of {classCount} Single values (one per class of label column '{o.LabelColumnName}'), but is {column.Type}.");
+        return column;
+    }
+
+    private static float[] ReadSoftLabels(IDataView data, DataViewSchema.Column column)
+    {
+        string columnName = column.Name;
+        int classCount = ((VectorDataViewType)column.Type).Size;
         var values = new List<float>();
         var row = new float[classCount];
         VBuffer<float> buffer = default;

@@ -106,7 +106,7 @@ public sealed class VisionTransformerTrainerOptions
     /// <summary>Torch device: "cpu", "cuda" or "cuda:N".</summary>
     public string Device = "cpu";
 
-    /// <summary>Intra-op threads for torch; 0 leaves torch's default.</summary>
+    /// <summary>Intra-op threads for torch while training (the previous setting is restored afterwards); 0 keeps the current setting.</summary>
     public int Threads;
 
     /// <summary>Folder for a checkpoint written after every epoch; training resumes from it when it exists.</summary>
