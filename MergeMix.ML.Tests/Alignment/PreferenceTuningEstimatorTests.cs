@@ -157,6 +157,11 @@ public sealed class PreferenceTuningEstimatorTests
         CollectionAssert.AreEqual(before, loaded.Transform(data).GetColumn<string>("Response").ToArray());
         Assert.AreEqual(6, loaded.History.Sft.Count);
         Assert.AreEqual(6, loaded.MaxNewTokens);
+        // Sampling is seeded: the same Seed gives the same responses on every Transform.
+        loaded.Temperature = 1.5;
+        var sampled = loaded.Transform(data).GetColumn<string>("Response").ToArray();
+        CollectionAssert.AreEqual(sampled, loaded.Transform(data).GetColumn<string>("Response").ToArray());
+        Assert.AreEqual("Temperature", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => loaded.Temperature = -1).ParamName);
         StringAssert.Contains(Assert.ThrowsExactly<NotSupportedException>(() => ml.Model.Save(model, data.Schema, new MemoryStream())).Message,
             "transformer.Save(path)");
     }
