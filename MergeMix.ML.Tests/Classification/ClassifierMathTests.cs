@@ -87,4 +87,14 @@ public sealed class ClassifierMathTests
         using (var loss = ClassifierTraining.SoftCrossEntropy(logits, targets, 0.3))
             Assert.AreEqual((0.2 * Math.Log(4) + 0.8 * Math.Log(2) + Math.Log(3)) / 2, loss.item<float>(), 1e-6);
     }
+
+    [TestMethod]
+    public void EpochSeedsAreFixedNumbersNotProcessRandomHashes()
+    {
+        // Values of the SplitMix64 mix computed independently (Python, 64-bit wrap-around arithmetic). HashCode.Combine,
+        // used before, is randomised per process, so runs with one seed differed between processes.
+        Assert.AreEqual(666012609, ClassifierTraining.EpochSeed(0, 0, 1));
+        Assert.AreEqual(101841149, ClassifierTraining.EpochSeed(7, 3, 2));
+        Assert.AreEqual(1063540911, ClassifierTraining.EpochSeed(123, 10, 3));
+    }
 }

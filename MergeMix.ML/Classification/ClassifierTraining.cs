@@ -231,7 +231,17 @@ public static class ClassifierTraining
 
     internal static readonly JsonSerializerOptions Json = new() { IncludeFields = true, WriteIndented = true };
 
-    private static int EpochSeed(int seed, int epoch, int stream) => HashCode.Combine(seed, epoch, stream) & int.MaxValue;
+    /// <summary>
+    /// A seed for one random stream of one epoch. A fixed SplitMix64 mix, not <see cref="HashCode"/>: .NET randomises
+    /// HashCode per process, which would make runs with the same seed differ between processes.
+    /// </summary>
+    internal static int EpochSeed(int seed, int epoch, int stream)
+    {
+        ulong z = unchecked((ulong)(uint)seed * 0x9E3779B97F4A7C15UL + (ulong)(uint)epoch * 0xBF58476D1CE4E5B9UL + (ulong)(uint)stream * 0x94D049BB133111EBUL);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        return (int)((z ^ (z >> 31)) & int.MaxValue);
+    }
 
     /// <summary>Batches of the epoch: full batches, and the remainder when it has at least 2 images (BatchNorm-free, but mixing needs pairs).</summary>
     internal static IEnumerable<(int Start, int Count)> Batches(int n, int batchSize)
