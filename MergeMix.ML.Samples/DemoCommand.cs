@@ -13,9 +13,15 @@ namespace MergeMix.ML.Samples;
 /// </summary>
 internal static class DemoCommand
 {
+    // 24-pixel scenes: the generator's 3×3 grid cells (8 px) then cover exactly 2×2 ViT patches, which a small ViT
+    // learns in a couple of epochs; at 32 px the cells straddle patches and learning is several times slower.
+    private const int Side = 24;
+
+    private static readonly SyntheticShapesOptions Scenes = new() { Width = Side, Height = Side, MinObjectSize = 0.8f, MaxObjectSize = 1f };
+
     private sealed class ImageInput
     {
-        [VectorType(3, 32, 32)] public float[] Features { get; set; } = Array.Empty<float>();
+        [VectorType(3, Side, Side)] public float[] Features { get; set; } = Array.Empty<float>();
     }
 
     private sealed class ImagePrediction
@@ -27,11 +33,11 @@ internal static class DemoCommand
     public static void Run(Options options)
     {
         var output = options.OutputFolder();
-        int epochs = options.GetInt("epochs", 8);
+        int epochs = options.GetInt("epochs", 4);
         var watch = Stopwatch.StartNew();
-        var (train, _) = SyntheticShapes.Generate(options.GetInt("train", 8000), seed: 1);
-        var (test, _) = SyntheticShapes.Generate(options.GetInt("test", 600), seed: 2);
-        Console.WriteLine($"Synthetic shapes: {train.Count} train / {test.Count} test images, 32×32, classes: {string.Join(", ", train.ClassNames)}");
+        var (train, _) = SyntheticShapes.Generate(options.GetInt("train", 6000), seed: 1, Scenes);
+        var (test, _) = SyntheticShapes.Generate(options.GetInt("test", 600), seed: 2, Scenes);
+        Console.WriteLine($"Synthetic shapes: {train.Count} train / {test.Count} test images, {Side}×{Side}, classes: {string.Join(", ", train.ClassNames)}");
 
         var ml = new MLContext(seed: 0);
         ml.Log += (_, e) =>
@@ -46,16 +52,18 @@ internal static class DemoCommand
         {
             Policy = MixingPolicy.MergeMix,
             Seed = 1,
-            AttentionTraining = new AttentionModelOptions(),
+            AttentionTraining = new AttentionModelOptions { Epochs = 2, BatchSize = 32 },
         });
         var trainer = ml.MulticlassClassification.Trainers.VisionTransformer(new VisionTransformerTrainerOptions
         {
             SoftLabelColumnName = "SoftLabel",
             Epochs = epochs,
-            Model = new VisionTransformerOptions { Width = 64, Depth = 4, Heads = 4, DropPathRate = 0.0 },
-            BatchSize = 64,
+            Model = new VisionTransformerOptions { Width = 64, Depth = 3, Heads = 4, DropPathRate = 0.0 },
+            BatchSize = 32,
             LearningRate = 2e-3,
-            WarmupEpochs = 0.3,
+            WarmupEpochs = 0.1,
+            LabelSmoothing = 0,
+            HorizontalFlip = false,
             MinLearningRate = 1e-4,
             RandomCropPadding = 0,
             ValidationSet = testData,

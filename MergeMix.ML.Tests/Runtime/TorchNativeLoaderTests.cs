@@ -47,6 +47,15 @@ public sealed class TorchNativeLoaderTests
     }
 
     [TestMethod]
+    public void OpenMpWaitsArePassiveUnlessTheUserChoseOtherwise()
+    {
+        TorchNativeLoader.EnsureLoaded();
+        // .NET's view is the environment the process started with: what the user set, if anything.
+        string expected = Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "PASSIVE";
+        Assert.AreEqual(expected, TorchNativeLoader.OpenMpWaitPolicy);
+    }
+
+    [TestMethod]
     public void MarkWeakIsIdempotent()
     {
         byte[] bridge = File.ReadAllBytes(TorchNativeLoader.EnsureLoaded().BridgePath!);

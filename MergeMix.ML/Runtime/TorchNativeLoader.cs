@@ -15,6 +15,11 @@ namespace MergeMix.ML.Runtime;
 /// present, it does nothing. Otherwise it writes a copy of the bridge with the missing version requirements marked
 /// weak into a private cache folder (the NuGet cache and the app folder are never modified), loads libtorch from the
 /// app's native folder, then the patched copy, and points TorchSharp's <c>LibTorchSharp</c> imports at it.
+/// <para>
+/// It also sets <c>OMP_WAIT_POLICY=PASSIVE</c> (unless the variable is already set) before libtorch's OpenMP runtime
+/// starts: with the default spinning policy, torch's worker threads busy-wait at every parallel region, and as soon as
+/// another process competes for the cores (CI, a second training run) a training step became 10–30× slower here.
+/// </para>
 /// </remarks>
 public static class TorchNativeLoader
 {
@@ -53,6 +58,7 @@ public static class TorchNativeLoader
     {
         if (!OperatingSystem.IsLinux())
             return new TorchNativeStatus(TorchNativeAction.NotNeeded, null, null, Array.Empty<string>(), "not Linux");
+        UsePassiveOpenMpWaits();
 
         string? bridge = FindBridge();
         if (bridge is null)
@@ -79,6 +85,23 @@ public static class TorchNativeLoader
         return new TorchNativeStatus(TorchNativeAction.Patched, bridge, patched, missing,
             $"marked {string.Join(", ", missing)} weak because {libstdcxx ?? "libstdc++"} lacks them");
     }
+
+    /// <summary>The OpenMP wait policy libtorch will see (the native environment, which .NET's own API does not change).</summary>
+    public static string? OpenMpWaitPolicy => Marshal.PtrToStringAnsi(getenv(OpenMpWaitPolicyVariable));
+
+    private const string OpenMpWaitPolicyVariable = "OMP_WAIT_POLICY";
+
+    private static void UsePassiveOpenMpWaits()
+    {
+        // Environment.SetEnvironmentVariable only updates .NET's copy on Unix; OpenMP reads the C environment.
+        if (getenv(OpenMpWaitPolicyVariable) == IntPtr.Zero) setenv(OpenMpWaitPolicyVariable, "PASSIVE", 0);
+    }
+
+    [DllImport("libc", CharSet = CharSet.Ansi)]
+    private static extern IntPtr getenv(string name);
+
+    [DllImport("libc", CharSet = CharSet.Ansi)]
+    private static extern int setenv(string name, string value, int overwrite);
 
     /// <summary>Version names the bridge needs from libstdc++ that <paramref name="libstdcxx"/> (file bytes) does not define.</summary>
     internal static IReadOnlyList<string> MissingVersions(byte[] bridge, byte[] libstdcxx) =>
