@@ -22,6 +22,7 @@ internal static class BenchCommand
             Resume = options.Get("resume") is not null,
             MergeMixBaseLoss = ParseBaseLoss(options.Get("base-loss", "clean")),
             Epochs = options.Get("epochs") is null ? null : options.GetInt("epochs", 0),
+            Threads = options.Get("threads") is null ? null : options.GetInt("threads", 0),
             CommandLine = "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)),
         };
         BenchRunner.Run(settings, Console.Out);

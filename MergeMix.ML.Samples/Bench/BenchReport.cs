@@ -33,7 +33,8 @@ public readonly record struct MeanStd(double Mean, double Std, int Count)
 /// <param name="CommandLine">The exact command that produced the results.</param>
 /// <param name="Data">The data, for its source and split sizes.</param>
 /// <param name="MergeMixBaseLoss">Base loss of the MergeMix runs.</param>
-public sealed record BenchDescription(BenchPreset Preset, int Epochs, string CommandLine, BenchData Data, string MergeMixBaseLoss);
+/// <param name="Threads">Torch intra-op threads (0: torch's default).</param>
+public sealed record BenchDescription(BenchPreset Preset, int Epochs, string CommandLine, BenchData Data, string MergeMixBaseLoss, int Threads);
 
 /// <summary>The Markdown table and the PNG charts of a benchmark, always rebuilt from the CSV rows.</summary>
 public static class BenchReport
@@ -56,7 +57,7 @@ public static class BenchReport
         s.AppendLine($"- Training: {d.Epochs} epochs, batch {p.BatchSize}, AdamW lr {Num(p.LearningRate)} → {Num(p.MinLearningRate)} (cosine, {Num(p.WarmupEpochs)} warm-up epochs), weight decay {Num(p.WeightDecay)}, label smoothing {Num(p.LabelSmoothing)}, random crop padding {p.RandomCropPadding}, horizontal flip; mixing online with each policy's default α; MergeMix base loss: {d.MergeMixBaseLoss}.");
         s.AppendLine("- Selection: the weights of the epoch with the best validation top-1; the test split is used for nothing but the numbers below.");
         s.AppendLine($"- Occlusion: ⌊f·L⌋ random patches per image set to the channel mean (seed {BenchPreset.OcclusionSeed}, the same masks for every run), ToMe off.");
-        s.AppendLine($"- Cost of the preset (2 cores): {p.Cost}.");
+        s.AppendLine($"- Torch threads: {(d.Threads > 0 ? d.Threads.ToString(CultureInfo.InvariantCulture) : "torch default")}. Cost of the preset: {p.Cost}.");
         s.AppendLine();
         s.AppendLine("| Method | Runs | Top-1 % | Log-loss | ECE % | Top-1 ToMe % | ECE ToMe % | Train s/epoch | Images/s | Images/s ToMe | Best epoch | Top-1 last epoch % |");
         s.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");

@@ -35,6 +35,9 @@ public sealed class BenchSettings
     /// <summary>Epochs instead of the preset's (for cost measurements); null keeps the preset's.</summary>
     public int? Epochs;
 
+    /// <summary>Torch intra-op threads instead of the preset's; null keeps the preset's.</summary>
+    public int? Threads;
+
     /// <summary>The command line written into the report.</summary>
     public string CommandLine = "";
 }
@@ -60,6 +63,7 @@ public static class BenchRunner
         ArgumentNullException.ThrowIfNull(log);
         if (settings.Seeds < 1) throw new ArgumentException($"--seeds must be at least 1, got {settings.Seeds}.");
         if (settings.Epochs is < 1) throw new ArgumentException($"--epochs must be at least 1, got {settings.Epochs}.");
+        if (settings.Threads is < 1) throw new ArgumentException($"--threads must be at least 1, got {settings.Threads}.");
         if (settings.Methods.Count == 0) throw new ArgumentException("--methods: give at least one method.");
         foreach (var m in settings.Methods) MixPolicies.Create(m);
 
@@ -73,7 +77,8 @@ public static class BenchRunner
 
         var data = BenchData.Load(preset, settings.DataFolder);
         log.WriteLine($"bench {preset.Name}: {data.Source}; {data.Train.Count} train / {data.Validation.Count} validation / {data.Test.Count} test; {epochs} epochs");
-        var description = new BenchDescription(preset, epochs, settings.CommandLine, data, settings.MergeMixBaseLoss.ToString().ToLowerInvariant());
+        int threads = settings.Threads ?? preset.Threads;
+        var description = new BenchDescription(preset, epochs, settings.CommandLine, data, settings.MergeMixBaseLoss.ToString().ToLowerInvariant(), threads);
 
         var rows = new List<BenchRow>();
         var epochRows = new List<BenchEpochRow>();
@@ -99,7 +104,7 @@ public static class BenchRunner
         }
 
         int savedThreads = torch.get_num_threads();
-        if (preset.Threads > 0) torch.set_num_threads(preset.Threads);
+        if (threads > 0) torch.set_num_threads(threads);
         try
         {
             foreach (var method in settings.Methods)
