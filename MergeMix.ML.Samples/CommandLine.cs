@@ -9,15 +9,23 @@ internal static class CommandLine
         MergeMix.ML samples
 
           (no command) | demo     MergeMix in an ML.NET pipeline on the embedded synthetic set: train, evaluate,
-                                  predict, save/load, and PNG grids of every mixer.   [--out DIR] [--epochs N]
+                                  predict, save/load, and PNG grids of every mixer.
+                                  [--out DIR] [--epochs N] [--train N] [--test N]
           grids                   PNG grid (original | partner | mask | mixed, λ) for every mixer.
-                                  [--data CIFAR_FOLDER] [--out DIR]
-          bench                   Accuracy/calibration/occlusion table of the mixers.
+                                  [--data CIFAR_FOLDER] [--model CLASSIFIER.zip] [--out DIR]
+          bench                   Accuracy / calibration / occlusion table of the mixers (CSV, Markdown, PNG).
                                   [--data CIFAR_FOLDER] [--preset smoke|cifar10-small] [--methods all|a,b,...]
-                                  [--seeds N] [--out DIR]
-          speed                   Images/s of MergeMix vs Mixup mixing and ToMe forward speed-up. [--batch N]
-          align                   Preference alignment experiment (SFT vs SimPO/DPO variants). [--out DIR]
+                                  [--seeds N] [--out DIR] [--resume] [--base-loss clean|mixup|none]
+                                  [--epochs N] [--threads N]
+          speed                   Images/s of MergeMix vs Mixup mixing and the ToMe forward speed-up.
+                                  [--batch N] [--iterations N] [--out DIR]
+          align                   Preference alignment experiment: SFT vs SFT + mixed SimPO (MergeMix, Mixup,
+                                  CutMix pairs) vs SFT + DPO, plus a speed/memory benchmark.
+                                  [--out DIR] [--train N] [--test N] [--pretrain N] [--pretrain-epochs N]
+                                  [--sft-epochs N] [--pref-epochs N] [--seed N] [--threads N]
+                                  [--bench (benchmark only)] [--no-bench] [--bench-steps N]
         """;
+
 
     public static async Task<int> RunAsync(string[] args)
     {
