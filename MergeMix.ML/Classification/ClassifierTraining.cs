@@ -57,7 +57,8 @@ public static class ClassifierTraining
         LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel, Device device)
     {
         var modelOptions = ModelOptionsFor(options.Model, train);
-        var (mean, std) = (options.ChannelMean ?? ChannelMean(train), options.ChannelStd ?? ChannelStd(train));
+        var (dataMean, dataStd) = options.ChannelMean is null || options.ChannelStd is null ? ChannelStatistics(train) : (null, null);
+        var (mean, std) = (options.ChannelMean ?? dataMean!, options.ChannelStd ?? dataStd!);
 
         using var initGenerator = new Generator((ulong)options.Seed);
         var model = new ImageClassifierModel(modelOptions, mean, std, initGenerator);
@@ -295,10 +296,13 @@ public static class ClassifierTraining
         return tensor(buffer, new long[] { indices.Length, c, h, w }, device: device);
     }
 
-    private static float[] ChannelMean(LabeledImageSet set)
+    /// <summary>Per-channel mean and standard deviation (floored at 1e-3) of every pixel of the set.</summary>
+    private static (float[] Mean, float[] Std) ChannelStatistics(LabeledImageSet set)
     {
-        var mean = new double[set.Channels];
         int plane = set.Height * set.Width;
+        double count = (double)set.Count * plane;
+        var mean = new double[set.Channels];
+        var variance = new double[set.Channels];
         for (int i = 0; i < set.Count; i++)
             for (int ch = 0; ch < set.Channels; ch++)
             {
@@ -306,22 +310,16 @@ public static class ClassifierTraining
                 foreach (float v in set.Image(i).Slice(ch * plane, plane)) sum += v;
                 mean[ch] += sum;
             }
-        return mean.Select(m => (float)(m / ((double)set.Count * plane))).ToArray();
-    }
-
-    private static float[] ChannelStd(LabeledImageSet set)
-    {
-        var mean = ChannelMean(set);
-        var variance = new double[set.Channels];
-        int plane = set.Height * set.Width;
+        var meanOfChannel = mean.Select(m => (float)(m / count)).ToArray();
+        // Second pass around the mean: the one-pass Σx² − n·mean² loses precision on 0..255 pixels.
         for (int i = 0; i < set.Count; i++)
             for (int ch = 0; ch < set.Channels; ch++)
             {
                 double sum = 0;
-                foreach (float v in set.Image(i).Slice(ch * plane, plane)) sum += (v - mean[ch]) * (v - mean[ch]);
+                foreach (float v in set.Image(i).Slice(ch * plane, plane)) sum += (v - meanOfChannel[ch]) * (v - meanOfChannel[ch]);
                 variance[ch] += sum;
             }
-        return variance.Select(v => (float)Math.Max(Math.Sqrt(v / ((double)set.Count * plane)), 1e-3)).ToArray();
+        return (meanOfChannel, variance.Select(v => (float)Math.Max(Math.Sqrt(v / count), 1e-3)).ToArray());
     }
 
     private static AdamW CreateOptimizer(ImageClassifierModel model, VisionTransformerTrainerOptions o)
