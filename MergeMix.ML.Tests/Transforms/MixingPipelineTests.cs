@@ -227,7 +227,9 @@ public sealed class MixingPipelineTests
 
         // 3×6×6 images cannot be cut into 4-pixel patches.
         var odd = new LabeledImageSet(new float[4 * 108], new[] { 0, 1, 0, 1 }, new[] { "a", "b" }, 3, 6, 6).ToDataView(ml);
-        Assert.ThrowsExactly<ArgumentException>(() => ml.Transforms.Mix(MergeMixOptions()).Fit(odd).Transform(odd));
+        var notDivisible = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transforms.Mix(MergeMixOptions()).Fit(odd).Transform(odd));
+        StringAssert.Contains(notDivisible.Message, "'Features' holds 6×6 images");
+        StringAssert.Contains(notDivisible.Message, "4-pixel patches");
 
         var mergeCount = new MixingEstimator.Options { Policy = MixingPolicy.MergeMix, AttentionTraining = new AttentionModelOptions { Model = new VisionTransformerOptions { MergeCount = 4, PatchSize = 4 } } };
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.Transforms.Mix(mergeCount).Fit(data)).Message, "MergeCount");

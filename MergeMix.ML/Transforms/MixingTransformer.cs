@@ -57,6 +57,9 @@ public sealed class MixingTransformer : ITransformer
         var set = LabeledImageSet.FromDataView(input, _options.InputColumnName, _options.LabelColumnName);
         if (set.Count < 2)
             throw new InvalidOperationException($"Mixing needs at least 2 rows, but the data has {set.Count}.");
+        if (AttentionSource is { PatchSize: var patch } && (set.Height % patch != 0 || set.Width % patch != 0))
+            throw new ArgumentOutOfRangeException(_options.InputColumnName,
+                $"Column '{_options.InputColumnName}' holds {set.Height}×{set.Width} images, which the attention source's {patch}-pixel patches do not divide; resize the images (ResizeImages) to a multiple of {patch}.");
         var (mixed, soft, lambda) = Mix(set);
         return new AppendedColumnsDataView(input, set.Count, OutputColumns(input.Schema, mixed, soft, lambda));
     }
