@@ -70,7 +70,7 @@ public sealed record BenchPreset(
     /// </summary>
     /// <remarks>
     /// The epochs come from the budget of about 20 minutes for one method × seed on 2 cores, set by the most
-    /// expensive method, MergeMix (92 s per epoch against 37 s for none, see <see cref="Cost"/>). A 6-block 128-wide
+    /// expensive method, MergeMix (61 s per epoch against 30 s for none, see <see cref="Cost"/>). A 6-block 128-wide
     /// ViT costs about twice as much per image (measured) and would get only 5–6 epochs, too few for a ViT from
     /// scratch, so the model is the smaller one. One torch thread: on the shared machine two threads spin-wait on each other (2.5× slower
     /// wall time measured), and two single-thread benchmark processes (different --methods, different --out) use
@@ -85,9 +85,11 @@ public sealed record BenchPreset(
         Epochs: 12, BatchSize: 128, LearningRate: 1e-3, MinLearningRate: 1e-5, WarmupEpochs: 1, WeightDecay: 0.05,
         LabelSmoothing: 0.1, RandomCropPadding: 4, Threads: 1,
         ThroughputBatch: 256, ThroughputIterations: 4,
-        Cost: "measured on the shared 2-core machine with 1 torch thread (load average 3–5 from other jobs): training 37 s/epoch for none and 92 s/epoch for mergemix "
-            + "(attention pass + mixed and clean forward/backward), validation about 2 s/epoch, final test evaluation (3 test passes, occlusion 10 × 5 000 images, throughput) about 100 s; "
-            + "so one method × seed takes about 10 min (none, mixup, cutmix, …) to about 21 min (mergemix); all 10 methods × 3 seeds about 5.5 h in one process");
+        Cost: "measured with two single-thread bench processes sharing the 2-core machine (the way the committed table was made): "
+            + "training 25–31 s/epoch for none and the box/blend mixers, 54 s/epoch for mergemix-random and 61 s/epoch for mergemix "
+            + "(attention pass + mixed and clean forward/backward); validation plus the final test evaluation (3 test passes, occlusion 10 × 5 000 images, throughput) "
+            + "add about 1 min per run; so one method × seed takes 6–8 min (none, mixup, cutmix, …) to 12–15 min (mergemix); "
+            + "all 10 methods × 3 seeds took 2 h wall time with two processes (3.7 h of single-process time)");
 
     /// <summary>All presets, in the order of the usage text.</summary>
     public static IReadOnlyList<BenchPreset> All { get; } = new[] { Smoke, Cifar10Small };
