@@ -105,8 +105,10 @@ public static class BenchReport
         var mixers = rows.Select(r => r.Method).Distinct().Where(m => m != "none").ToList();
         if (Mean("none", r => r.Top1) is { } none && mixers.Count > 0)
         {
-            var losers = mixers.Where(m => Mean(m, r => r.Top1)!.Value <= none).ToList();
-            lines.Add($"Every mixer beats none ({Pct(none)} %): {Verdict(losers.Count == 0)}" + (losers.Count > 0 ? $" (not above none: {string.Join(", ", losers)})" : ""));
+            var losers = mixers.Select(m => (Method: m, Gap: Mean(m, r => r.Top1)!.Value - none))
+                .Where(l => l.Gap <= 0).OrderByDescending(l => l.Gap).ToList();
+            lines.Add($"Every mixer beats none ({Pct(none)} %): {Verdict(losers.Count == 0)}"
+                + (losers.Count > 0 ? $" (not above none, top-1 points against it: {string.Join(", ", losers.Select(l => $"{l.Method} {(100 * l.Gap).ToString("+0.00;-0.00", CultureInfo.InvariantCulture)}"))})" : ""));
         }
         if (Mean("mergemix", r => r.Top1) is { } mergeMix)
         {

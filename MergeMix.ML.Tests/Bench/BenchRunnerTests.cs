@@ -130,7 +130,7 @@ public sealed class BenchRunnerTests
         Assert.AreEqual("MergeMix ECE 5.00 % ≤ Mixup ECE 6.00 %: **met**", targets[2]);
 
         var worse = BenchReport.Targets(new[] { Row("none", 0.60, 0.1), Row("mixup", 0.55, 0.02), Row("mergemix", 0.50, 0.03) });
-        Assert.AreEqual("Every mixer beats none (60.00 %): **not met** (not above none: mixup, mergemix)", worse[0]);
+        Assert.AreEqual("Every mixer beats none (60.00 %): **not met** (not above none, top-1 points against it: mixup -5.00, mergemix -10.00)", worse[0]);
         Assert.AreEqual("MergeMix top-1 50.00 % ≥ best of mixup (mixup 55.00 %): **not met**", worse[1]);
         Assert.AreEqual("MergeMix ECE 3.00 % ≤ Mixup ECE 2.00 %: **not met**", worse[2]);
     }

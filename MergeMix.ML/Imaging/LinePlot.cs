@@ -97,19 +97,23 @@ public static class BarChart
             var (right, zero) = frame.ToPixel(i + 0.35, 0);
             var (_, top) = frame.ToPixel(i, bars[i].Value);
             canvas.FillRectangle(left, Math.Min(top, zero), right - left, Math.Abs(zero - top) + 1, colour);
+            var (cx, errTop) = frame.ToPixel(i, bars[i].Value + bars[i].Error);
             if (bars[i].Error > 0)
             {
-                var (cx, errTop) = frame.ToPixel(i, bars[i].Value + bars[i].Error);
                 var (_, errBottom) = frame.ToPixel(i, bars[i].Value - bars[i].Error);
                 canvas.FillRectangle(cx - 1, errTop, 2, errBottom - errTop + 1, Rgb.Black);
                 canvas.FillRectangle(cx - 6, errTop, 12, 2, Rgb.Black);
                 canvas.FillRectangle(cx - 6, errBottom, 12, 2, Rgb.Black);
             }
+            // Labels are clamped into the canvas and values sit centred above the error bar, so neither is cut off
+            // by the image edge nor runs into the neighbouring bar when the bars are many.
             string label = bars[i].Label.ToUpperInvariant();
-            int labelX = (int)(frame.Left + slot * (i + 0.5)) - BitmapFont.MeasureWidth(label, 2) / 2;
+            int labelWidth = BitmapFont.MeasureWidth(label, 2);
+            int labelX = Math.Clamp((int)(frame.Left + slot * (i + 0.5)) - labelWidth / 2, 0, Math.Max(0, width - labelWidth));
             canvas.DrawText(label, labelX, frame.Bottom + 8 + (i % 2) * 20, Rgb.Black, 2);
-            string value = bars[i].Value.ToString("0.###", CultureInfo.InvariantCulture);
-            canvas.DrawText(value, right + 4, Math.Min(top, zero) + 4, Rgb.Black);
+            string value = bars[i].Value.ToString("0.##", CultureInfo.InvariantCulture);
+            int valueY = Math.Max(0, Math.Min(Math.Min(top, zero), errTop) - BitmapFont.MeasureHeight(1) - 4);
+            canvas.DrawText(value, cx - BitmapFont.MeasureWidth(value, 1) / 2, valueY, Rgb.Black);
         }
         return canvas;
     }
