@@ -366,12 +366,15 @@ internal static class AlignCommand
     private static void RunBenchmark(Options options, string output, int threads, bool experimentRan)
     {
         int steps = options.GetInt("bench-steps", 20);
+        // The three step kinds take turns in short rounds, so a change of machine load hits them alike and the
+        // DPO/SimPO ratio compares steps measured side by side.
+        const int rounds = 4;
         var defaults = new PreferenceTuningEstimator.Options();
         var examples = Examples(256, seed: 300);
         Console.WriteLine();
         Console.WriteLine($"Benchmark at the default model size (ViT width {defaults.Encoder.Vision.Width}, depth {defaults.Encoder.Vision.Depth}, " +
                           $"feature layer {defaults.Encoder.FeatureLayer}; decoder width {defaults.Model.ModelDim}, {defaults.Model.Layers} layers; " +
-                          $"batch {defaults.Trainer.BatchSize}), CPU, {threads} thread(s), {steps} timed steps each, in {4} alternating rounds:");
+                          $"batch {defaults.Trainer.BatchSize}), CPU, {threads} thread(s), {steps} timed steps each, in {rounds} alternating rounds:");
 
         var tokenizer = MultimodalTokenizer.CreateFromCorpus(examples.SelectMany(e => new[] { e.Prompt, e.Answer }));
         using var images = ImagesOf(examples);
@@ -395,9 +398,6 @@ internal static class AlignCommand
         using var sftTrainer = Trainer(PreferenceObjective.Sft);
         using var simpoTrainer = Trainer(PreferenceObjective.MixedSimPo);
         using var dpoTrainer = Trainer(PreferenceObjective.Dpo);
-        // The three step kinds take turns in short rounds, so a change of machine load hits them alike and the
-        // DPO/SimPO ratio compares steps measured side by side.
-        const int rounds = 4;
         int perRound = Math.Max(1, steps / rounds);
         double sft = 0, simpo = 0, dpo = 0;
         for (int round = 0; round < rounds; round++)
@@ -469,7 +469,7 @@ internal static class AlignCommand
         var watch = new Stopwatch();
         int seen = 0;
         using var stop = new CancellationTokenSource();
-        var progress = new StepTimer(() =>
+        var progress = new SyncProgress<PreferenceStepMetrics>(_ =>
         {
             if (++seen == 1) watch.Start();
             if (seen == count + 1)
@@ -481,10 +481,5 @@ internal static class AlignCommand
         try { trainer.Train(data, progress, stop.Token); }
         catch (OperationCanceledException) { }
         return watch.Elapsed.TotalSeconds;
-    }
-
-    private sealed class StepTimer(Action onStep) : IProgress<PreferenceStepMetrics>
-    {
-        public void Report(PreferenceStepMetrics value) => onStep();
     }
 }

@@ -26,7 +26,6 @@ internal static class CommandLine
                                   [--bench (benchmark only)] [--no-bench] [--bench-steps N]
         """;
 
-
     public static async Task<int> RunAsync(string[] args)
     {
         try

@@ -87,7 +87,7 @@ public static class BenchResults
         var rows = new List<BenchRow>();
         foreach (var v in Records(path, Columns))
         {
-            var occlusion = Enumerable.Range(14, OcclusionFractions.Count).Select(i => Number(v, i)).ToArray();
+            var occlusion = Enumerable.Range(Columns.Count - OcclusionFractions.Count, OcclusionFractions.Count).Select(i => Number(v, i)).ToArray();
             rows.Add(new BenchRow(v[0], Integer(v, 1), Integer(v, 2), Integer(v, 3), Number(v, 4), Number(v, 5), Number(v, 6), Number(v, 7), Number(v, 8),
                 Number(v, 9), Number(v, 10), Number(v, 11), Number(v, 12), Number(v, 13), occlusion));
         }

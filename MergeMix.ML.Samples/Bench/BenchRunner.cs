@@ -191,7 +191,7 @@ public static class BenchRunner
             if (best is null || v.Accuracy > best.Accuracy)
             {
                 // Train has just written this epoch's checkpoint: keep its weights as the best so far.
-                File.Copy(Path.Combine(checkpoint, CheckpointModelFile), bestModel, overwrite: true);
+                File.Copy(Path.Combine(checkpoint, ClassifierTraining.CheckpointWeightsFile), bestModel, overwrite: true);
                 best = new BestEpoch(report.Epoch, v.Accuracy);
                 File.WriteAllText(bestState, JsonSerializer.Serialize(best));
             }
@@ -221,14 +221,5 @@ public static class BenchRunner
         var epochRows = history.Select(h => new BenchEpochRow(method, seed, h.Epoch, h.TrainLoss, h.Seconds,
             h.Validation!.Accuracy, h.Validation.LogLoss, h.Validation.ExpectedCalibrationError)).ToList();
         return (row, epochRows);
-    }
-
-    /// <summary>File name of the weights in a <see cref="VisionTransformerTrainerOptions.CheckpointFolder"/>.</summary>
-    private const string CheckpointModelFile = "model.bin";
-
-    /// <summary>Runs the handler on the reporting thread (<see cref="Progress{T}"/> would post it elsewhere, after the checkpoint may have moved on).</summary>
-    private sealed class SyncProgress<T>(Action<T> handler) : IProgress<T>
-    {
-        public void Report(T value) => handler(value);
     }
 }

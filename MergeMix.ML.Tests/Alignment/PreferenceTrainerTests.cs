@@ -25,11 +25,6 @@ internal sealed class FakeBlendPolicy(float lambda) : IMixPolicy
     }
 }
 
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
-}
-
 [TestClass]
 public sealed class PreferenceTrainerTests
 {

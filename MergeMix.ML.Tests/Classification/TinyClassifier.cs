@@ -47,12 +47,6 @@ internal static class TinyClassifier
     public static void AssertDifferent(ImageClassifierModel a, ImageClassifierModel b, string message = "") =>
         Assert.AreNotEqual(0, Differences(a, b).Length, $"the models are identical. {message}");
 
-    /// <summary>A progress sink that runs its callback synchronously (Progress&lt;T&gt; posts to the thread pool).</summary>
-    public sealed class SyncProgress(Action<EpochReport> report) : IProgress<EpochReport>
-    {
-        public void Report(EpochReport value) => report(value);
-    }
-
     /// <summary>Prediction-engine input: one 3×16×16 image.</summary>
     public sealed class ImageInput
     {

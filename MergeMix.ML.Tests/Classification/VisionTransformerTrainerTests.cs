@@ -167,14 +167,14 @@ public sealed class VisionTransformerTrainerTests
             var interrupted = Options(epochs: 2);
             interrupted.CheckpointFolder = folder;
             interrupted.CancellationToken = cancel.Token;
-            interrupted.Progress = new SyncProgress(report => { if (report.Epoch == 1) cancel.Cancel(); });
+            interrupted.Progress = new SyncProgress<EpochReport>(report => { if (report.Epoch == 1) cancel.Cancel(); });
             Assert.ThrowsExactly<OperationCanceledException>(() => Train(ml, data, interrupted));
             Assert.IsTrue(File.Exists(Path.Combine(folder, "state.json")));
 
             var resumed = Options(epochs: 2);
             resumed.CheckpointFolder = folder;
             var epochs = new List<int>();
-            resumed.Progress = new SyncProgress(report => epochs.Add(report.Epoch));
+            resumed.Progress = new SyncProgress<EpochReport>(report => epochs.Add(report.Epoch));
             using var classifier = Train(ml, data, resumed);
 
             CollectionAssert.AreEqual(new[] { 2 }, epochs, "only the second epoch runs again");
@@ -194,7 +194,7 @@ public sealed class VisionTransformerTrainerTests
         var options = Options();
         options.Threads = 1;
         var during = new List<int>();
-        options.Progress = new SyncProgress(_ => during.Add(get_num_threads()));
+        options.Progress = new SyncProgress<EpochReport>(_ => during.Add(get_num_threads()));
         try
         {
             set_num_threads(2);

@@ -342,9 +342,15 @@ public static class ClassifierTraining
         return optim.AdamW(groups, o.LearningRate, weight_decay: o.WeightDecay);
     }
 
+    /// <summary>
+    /// File name of the weights in <see cref="VisionTransformerTrainerOptions.CheckpointFolder"/>; an epoch's file is
+    /// complete when that epoch's <see cref="VisionTransformerTrainerOptions.Progress"/> report arrives.
+    /// </summary>
+    public const string CheckpointWeightsFile = "model.bin";
+
     private static class Checkpoint
     {
-        private const string ModelFile = "model.bin";
+        private const string ModelFile = CheckpointWeightsFile;
         private const string OptimizerFile = "optimizer.bin";
         private const string StateFile = "state.json";
 
