@@ -7,12 +7,6 @@ namespace MergeMix.ML.Tests.Alignment;
 [TestClass]
 public sealed class MultimodalLmTests
 {
-    [ClassInitialize]
-    public static void OneThread(TestContext _) => SingleTorchThread.Enter();
-
-    [ClassCleanup]
-    public static void RestoreThreads() => SingleTorchThread.Exit();
-
     internal static MultimodalLmOptions TinyOptions => new() { ModelDim = 32, Layers = 2, Heads = 2, MaxTextLength = 24, InitSeed = 3 };
 
     internal static MultimodalLm TinyModel(MultimodalTokenizer? tokenizer = null) =>

@@ -28,12 +28,6 @@ internal sealed class FakeBlendPolicy(float lambda) : IMixPolicy
 [TestClass]
 public sealed class PreferenceTrainerTests
 {
-    [ClassInitialize]
-    public static void OneThread(TestContext _) => SingleTorchThread.Enter();
-
-    [ClassCleanup]
-    public static void RestoreThreads() => SingleTorchThread.Exit();
-
     private static readonly string[] Colors = { "red", "green", "blue" };
     private const string Prompt = "what color is the shape?";
 

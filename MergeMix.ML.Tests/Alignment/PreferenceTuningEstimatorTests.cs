@@ -29,12 +29,6 @@ internal sealed class FixedLambdaPolicy(float lambda) : IMixPolicy
 [TestClass]
 public sealed class PreferenceTuningEstimatorTests
 {
-    [ClassInitialize]
-    public static void OneThread(TestContext _) => SingleTorchThread.Enter();
-
-    [ClassCleanup]
-    public static void RestoreThreads() => SingleTorchThread.Exit();
-
     private sealed class Row
     {
         [VectorType(3, 16, 16)] public float[] Features { get; set; } = Array.Empty<float>();

@@ -8,12 +8,6 @@ namespace MergeMix.ML.Tests.Alignment;
 [TestClass]
 public sealed class VisionTransformerEncoderTests
 {
-    [ClassInitialize]
-    public static void OneThread(TestContext _) => SingleTorchThread.Enter();
-
-    [ClassCleanup]
-    public static void RestoreThreads() => SingleTorchThread.Exit();
-
     // 16×16 images, 4-pixel patches: 16 patch tokens; 3 blocks, so the default feature layer −2 is block 1.
     internal static VisionTransformerEncoderOptions Small(bool merge = false, int featureLayer = -2) => new()
     {

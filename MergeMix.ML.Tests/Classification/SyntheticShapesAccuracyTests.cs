@@ -1,6 +1,5 @@
 using MergeMix.ML.Classification;
 using MergeMix.ML.Data;
-using MergeMix.ML.Tests.Alignment;
 using MergeMix.ML.Vision;
 using Microsoft.ML;
 
@@ -9,14 +8,6 @@ namespace MergeMix.ML.Tests.Classification;
 [TestClass]
 public sealed class SyntheticShapesAccuracyTests
 {
-    // One intra-op thread: on the shared 2-core test machine two threads sometimes stalled a whole epoch for ~100 s
-    // in OpenMP spin-waits, while one thread trains this model at a steady ~1000 images/s.
-    [ClassInitialize]
-    public static void SingleThread(TestContext _) => SingleTorchThread.Enter();
-
-    [ClassCleanup]
-    public static void RestoreThreads() => SingleTorchThread.Exit();
-
     public TestContext TestContext { get; set; } = null!;
 
     /// <summary>

@@ -1,7 +1,6 @@
 using MergeMix.ML.Classification;
 using MergeMix.ML.Data;
 using MergeMix.ML.Mixing;
-using MergeMix.ML.Tests.Alignment;
 using MergeMix.ML.Transforms;
 using MergeMix.ML.Vision;
 using Microsoft.ML;
@@ -14,13 +13,6 @@ namespace MergeMix.ML.Tests.Classification;
 [TestClass]
 public sealed class VisionTransformerTrainerTests
 {
-    // Tiny models: one intra-op thread is much faster than two spin-waiting on a shared 2-core machine.
-    [ClassInitialize]
-    public static void SingleThread(TestContext _) => SingleTorchThread.Enter();
-
-    [ClassCleanup]
-    public static void RestoreThreads() => SingleTorchThread.Exit();
-
     private static VisionTransformerClassifier Train(MLContext ml, IDataView data, VisionTransformerTrainerOptions options) =>
         ml.MulticlassClassification.Trainers.VisionTransformer(options).Fit(data);
 
