@@ -34,7 +34,7 @@ public static class ClassifierTraining
         if (softLabels is not null && softLabels.Length != train.Count * classes)
             throw new ArgumentException($"Soft labels must hold {train.Count}×{classes} values, got {softLabels.Length}.", nameof(softLabels));
         if (softLabels is not null && options.OnlineMixing is not null)
-            throw new ArgumentException("SoftLabelColumnName (labels of an offline mixer) and OnlineMixing cannot be combined: mix either in the pipeline or in the trainer.", nameof(options));
+            throw new ArgumentException(VisionTransformerTrainerOptions.SoftLabelsWithOnlineMixing, nameof(options));
         if (validation is not null && (validation.ImageSize != train.ImageSize || validation.ClassNames.Count != classes))
             throw new ArgumentException($"The validation set must have the training set's image shape ({train.Channels}×{train.Height}×{train.Width}) and {classes} classes.", nameof(validation));
 
@@ -222,11 +222,38 @@ public static class ClassifierTraining
     {
         if (data.Height != data.Width)
             throw new ArgumentException($"The Vision Transformer needs square images, got {data.Height}×{data.Width}; resize them first (ResizeImages).", nameof(data));
+        return ModelOptionsFor(template, data.Channels, data.Height, data.ClassNames.Count, "The training set", nameof(data), "Model");
+    }
+
+    /// <summary>
+    /// The model options for square images of <paramref name="side"/> pixels, validated before any data is read.
+    /// Errors name the option as the caller's user spells it (<paramref name="optionPath"/>, e.g. "Model" for the
+    /// trainer, "AttentionTraining.Model" for the mixer's attention model) and <paramref name="imageSource"/>, where the
+    /// images come from (e.g. "Image column 'Features'"); an image side the patch does not divide is reported against
+    /// <paramref name="columnOption"/>, the option naming that column.
+    /// </summary>
+    internal static VisionTransformerOptions ModelOptionsFor(VisionTransformerOptions template, int channels, int side, int classCount,
+        string imageSource, string columnOption, string optionPath)
+    {
+        ArgumentNullException.ThrowIfNull(template, optionPath);
+        if (template.PatchSize > 0 && side % template.PatchSize != 0)
+            throw new ArgumentOutOfRangeException(columnOption,
+                $"{imageSource} holds {side}×{side} images, which {optionPath}.{nameof(VisionTransformerOptions.PatchSize)} = {template.PatchSize} does not divide; " +
+                "resize the images or choose a patch size that divides their side.");
         var o = template.Clone();
-        o.ImageSize = data.Height;
-        o.Channels = data.Channels;
-        o.ClassCount = data.ClassNames.Count;
-        o.Validate();
+        o.ImageSize = side;
+        o.Channels = channels;
+        o.ClassCount = classCount;
+        try
+        {
+            o.Validate();
+        }
+        catch (ArgumentException e) when (e.ParamName is { } field)
+        {
+            string reason = ExceptionMessages.WithoutParameter(e);
+            if (reason.StartsWith(field, StringComparison.Ordinal)) reason = $"{optionPath}.{reason}";
+            throw new ArgumentException($"{reason} ({imageSource} holds {channels}×{side}×{side} images of {classCount} classes.)", $"{optionPath}.{field}", e);
+        }
         return o;
     }
 

@@ -1,4 +1,5 @@
 using MergeMix.ML.Data;
+using MergeMix.ML.Runtime;
 using MergeMix.ML.Transforms;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -30,6 +31,10 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
     {
         ArgumentNullException.ThrowIfNull(input);
         var o = _options;
+        o.CancellationToken.ThrowIfCancellationRequested();
+        // Everything that needs no data is checked before the first row is read.
+        o.Validate();
+        TorchDevice.Resolve(o.Device, nameof(VisionTransformerTrainerOptions.Device));
         var softColumn = ValidateSchema(input.Schema, o);
         var train = LabeledImageSet.FromDataView(input, o.FeatureColumnName, o.LabelColumnName);
         var soft = softColumn is { } column ? ReadSoftLabels(input, column) : null;
@@ -64,11 +69,9 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
             throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.FeatureColumnName),
                 $"Image column '{o.FeatureColumnName}' holds {channels}×{height}×{width} images, but the Vision Transformer needs square images; " +
                 "resize them first (mlContext.Transforms.ResizeImages).");
-        if (height % o.Model.PatchSize != 0)
-            throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.FeatureColumnName),
-                $"Image column '{o.FeatureColumnName}' holds {height}×{width} images, which Model.PatchSize = {o.Model.PatchSize} does not divide; " +
-                "resize the images or choose a patch size that divides their side.");
         int classCount = ImageColumns.ValidateKeyLabel(schema, o.LabelColumnName).Count;
+        ClassifierTraining.ModelOptionsFor(o.Model, channels, height, classCount, $"Image column '{o.FeatureColumnName}'",
+            nameof(VisionTransformerTrainerOptions.FeatureColumnName), "Model");
         if (o.SoftLabelColumnName is not { } name) return null;
         var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),

@@ -136,5 +136,10 @@ public sealed class VisionTransformerTrainerOptions
         if (RandomCropPadding < 0) throw new ArgumentOutOfRangeException(nameof(RandomCropPadding), $"RandomCropPadding must be ≥ 0, got {RandomCropPadding}.");
         if (Threads < 0) throw new ArgumentOutOfRangeException(nameof(Threads), $"Threads must be ≥ 0, got {Threads}.");
         ArgumentNullException.ThrowIfNull(Model, nameof(Model));
+        if (SoftLabelColumnName is not null && OnlineMixing is not null)
+            throw new ArgumentException(SoftLabelsWithOnlineMixing, nameof(OnlineMixing));
     }
+
+    internal const string SoftLabelsWithOnlineMixing =
+        "SoftLabelColumnName (labels of an offline mixer) and OnlineMixing cannot be combined: mix either in the pipeline or in the trainer.";
 }

@@ -47,9 +47,11 @@ public static class AttentionModelTrainer
 {
     /// <summary>
     /// Trains a classifier on <paramref name="data"/> and returns its attention (merging on, as MergeMix's attention
-    /// pass does). Logs per-epoch progress to <paramref name="environment"/> when given.
+    /// pass does). Logs per-epoch progress to <paramref name="environment"/> when given; <paramref name="cancellationToken"/>
+    /// is checked between steps.
     /// </summary>
-    public static IAttentionSource Train(LabeledImageSet data, AttentionModelOptions options, string device = "cpu", int seed = 0, IHostEnvironment? environment = null)
+    public static IAttentionSource Train(LabeledImageSet data, AttentionModelOptions options, string device = "cpu", int seed = 0, IHostEnvironment? environment = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(options);
@@ -68,6 +70,7 @@ public static class AttentionModelTrainer
             Seed = seed,
             Device = device,
             Progress = options.Progress,
+            CancellationToken = cancellationToken,
         }, channel);
         // Attention recovery is what MergeMix needs, so the attention pass merges tokens as the paper's does.
         model.Backbone.MergeEnabled = model.Options.EffectiveMergeCount > 0;

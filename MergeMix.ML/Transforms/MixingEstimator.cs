@@ -1,5 +1,7 @@
+using MergeMix.ML.Classification;
 using MergeMix.ML.Data;
 using MergeMix.ML.Mixing;
+using MergeMix.ML.Runtime;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -89,6 +91,12 @@ public sealed class MixingEstimator : IEstimator<MixingTransformer>
 
         /// <summary>Torch device for mixing and attention: "cpu", "cuda" or "cuda:N".</summary>
         public string Device = "cpu";
+
+        /// <summary>
+        /// Checked when <c>Fit</c> starts and between the steps of the attention model's training; cancelling makes
+        /// <c>Fit</c> throw <see cref="OperationCanceledException"/>.
+        /// </summary>
+        public CancellationToken CancellationToken;
     }
 
     private readonly Options _options;
@@ -107,16 +115,27 @@ public sealed class MixingEstimator : IEstimator<MixingTransformer>
     public MixingTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        ImageColumns.ValidateImageColumn(input.Schema, _options.InputColumnName);
-        var classNames = ImageColumns.ValidateKeyLabel(input.Schema, _options.LabelColumnName);
-        var policy = MixingPolicies.Create(_options);
-        var attention = _options.AttentionSource;
+        var o = _options;
+        o.CancellationToken.ThrowIfCancellationRequested();
+        // Everything that needs no data is checked before the first row is read (and before any training).
+        Validate(o);
+        TorchDevice.Resolve(o.Device, nameof(Options.Device));
+        var (channels, height, width) = ImageColumns.ValidateImageColumn(input.Schema, o.InputColumnName);
+        var classNames = ImageColumns.ValidateKeyLabel(input.Schema, o.LabelColumnName);
+        var policy = MixingPolicies.Create(o);
+        var attention = o.AttentionSource;
         if (policy.NeedsAttention && attention is null)
         {
-            var data = LabeledImageSet.FromDataView(input, _options.InputColumnName, _options.LabelColumnName);
-            attention = AttentionModelTrainer.Train(data, _options.AttentionTraining, _options.Device, _options.Seed, _environment);
+            if (height != width)
+                throw new ArgumentOutOfRangeException(nameof(Options.InputColumnName),
+                    $"Image column '{o.InputColumnName}' holds {channels}×{height}×{width} images, but the attention model trained for '{policy.Name}' " +
+                    "needs square images; resize them first (mlContext.Transforms.ResizeImages) or give an AttentionSource.");
+            ClassifierTraining.ModelOptionsFor(o.AttentionTraining.Model, channels, height, classNames.Count, $"Image column '{o.InputColumnName}'",
+                nameof(Options.InputColumnName), $"{nameof(Options.AttentionTraining)}.{nameof(AttentionModelOptions.Model)}");
+            var data = LabeledImageSet.FromDataView(input, o.InputColumnName, o.LabelColumnName);
+            attention = AttentionModelTrainer.Train(data, o.AttentionTraining, o.Device, o.Seed, _environment, o.CancellationToken);
         }
-        return new MixingTransformer(_options, policy, attention, classNames);
+        return new MixingTransformer(o, policy, attention, classNames);
     }
 
     /// <inheritdoc />
@@ -135,10 +154,14 @@ public sealed class MixingEstimator : IEstimator<MixingTransformer>
         if (string.IsNullOrWhiteSpace(o.InputColumnName)) throw new ArgumentException("InputColumnName must name the image column.", nameof(Options.InputColumnName));
         if (string.IsNullOrWhiteSpace(o.LabelColumnName)) throw new ArgumentException("LabelColumnName must name the key label column.", nameof(Options.LabelColumnName));
         if (o.BatchSize < 2) throw new ArgumentOutOfRangeException(nameof(Options.BatchSize), $"BatchSize must be at least 2 (mixing pairs rows), got {o.BatchSize}.");
-        if (o.Alpha is { } a && !(a > 0)) throw new ArgumentOutOfRangeException(nameof(Options.Alpha), $"Alpha must be > 0, got {a}.");
+        if (o.Alpha is { } a && (!(a > 0) || double.IsInfinity(a)))
+            throw new ArgumentOutOfRangeException(nameof(Options.Alpha), $"Alpha must be a finite number > 0, got {a}.");
         var outputs = new[] { o.OutputColumnName ?? o.InputColumnName, o.SoftLabelColumnName, o.MixRatioColumnName };
         if (outputs.Distinct().Count() != outputs.Length || outputs.Contains(o.LabelColumnName))
             throw new ArgumentException($"Output columns must be distinct from each other and from the label column: {string.Join(", ", outputs)}.", nameof(Options.SoftLabelColumnName));
+        if (o.AttentionTraining is null) throw new ArgumentNullException(nameof(Options.AttentionTraining), "AttentionTraining must be set.");
         o.AttentionTraining.Validate();
+        // Creating the policy checks Alpha against it (finite, > 0, and only for policies that take one).
+        MixingPolicies.Create(o);
     }
 }
