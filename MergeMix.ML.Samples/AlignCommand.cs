@@ -14,7 +14,7 @@ namespace MergeMix.ML.Samples;
 
 /// <summary>
 /// The preference-alignment experiment on the embedded synthetic captioning task: SFT alone, then from the same SFT
-/// checkpoint mixed SimPO with MergeMix, Mixup and CutMix pairs, and DPO; evaluated on held-out images. Also measures
+/// checkpoint mixed SimPO with MergeMix, Mixup and CutMix pairs, pure DPO and RPO (DPO + NLL); evaluated on held-out images. Also measures
 /// training/generation throughput, peak memory and the DPO/SimPO step-cost ratio.
 /// </summary>
 /// <remarks>
@@ -100,7 +100,9 @@ internal static class AlignCommand
             new Variant("SFT + mixed SimPO, MergeMix pairs", "mergemix", PreferenceObjective.MixedSimPo, new MergeMixPolicy(), 1.0),
             new Variant("SFT + mixed SimPO, Mixup pairs", "mixup", PreferenceObjective.MixedSimPo, new MixupPolicy(), 1.0),
             new Variant("SFT + mixed SimPO, CutMix pairs", "cutmix", PreferenceObjective.MixedSimPo, new CutMixPolicy(), 1.0),
-            new Variant("SFT + DPO, MergeMix pairs", "dpo", PreferenceObjective.Dpo, new MergeMixPolicy(), 0.1),
+            // Pure DPO has no SFT term (TRL's default); RPO is DPO + NLL on the chosen answers (rpo_alpha = 1).
+            new Variant("SFT + DPO (pure), MergeMix pairs", "dpo", PreferenceObjective.Dpo, new MergeMixPolicy(), 0.1),
+            new Variant("SFT + RPO (DPO + NLL), MergeMix pairs", "rpo", PreferenceObjective.Rpo, new MergeMixPolicy(), 0.1),
         };
 
         var results = new List<VariantResult>();

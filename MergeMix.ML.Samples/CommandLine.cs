@@ -20,7 +20,7 @@ internal static class CommandLine
           speed                   Images/s of MergeMix vs Mixup mixing and the ToMe forward speed-up.
                                   [--batch N] [--iterations N] [--out DIR]
           align                   Preference alignment experiment: SFT vs SFT + mixed SimPO (MergeMix, Mixup,
-                                  CutMix pairs) vs SFT + DPO, plus a speed/memory benchmark.
+                                  CutMix pairs) vs SFT + DPO / RPO, plus a speed/memory benchmark.
                                   [--out DIR] [--train N] [--test N] [--pretrain N] [--pretrain-epochs N]
                                   [--sft-epochs N] [--pref-epochs N] [--seed N] [--threads N]
                                   [--bench (benchmark only)] [--no-bench] [--bench-steps N]

@@ -126,9 +126,13 @@ public sealed class PreferenceTrainerTests
         Assert.IsTrue(after.RewardsAccuracies > 0.5, $"accuracy {before.RewardsAccuracies} → {after.RewardsAccuracies}");
         Assert.IsTrue(after.LogpsChosen > before.LogpsChosen);
         // Mixed SimPO with λ = 0.5: margin γ = 0.5, rewards are β·A.
-        var keys = after.ToDictionary("eval_").Keys.ToArray();
+        // An evaluation is named with TRL's eval_ prefix and has no optimiser values (grad_norm, learning_rate, ...).
+        var keys = after.ToDictionary().Keys.ToArray();
         CollectionAssert.AreEquivalent(new[] { "eval_loss", "eval_rewards/chosen", "eval_rewards/rejected", "eval_rewards/margins",
-            "eval_rewards/accuracies", "eval_logps/chosen", "eval_logps/rejected", "eval_sft_loss" }, keys);
+            "eval_rewards/accuracies", "eval_logps/chosen", "eval_logps/rejected", "eval_logits/chosen", "eval_logits/rejected",
+            "eval_sft_loss", "eval_num_tokens" }, keys);
+        CollectionAssert.IsSubsetOf(new[] { "loss", "grad_norm", "learning_rate", "logits/chosen", "logits/rejected", "num_tokens",
+            "tokens_per_second", "step", "epoch" }, history[0].ToDictionary().Keys.ToArray());
     }
 
     [TestMethod]

@@ -46,16 +46,17 @@ internal static class AlignmentColumns
     /// <summary>
     /// Tokenizes one row's prompt and answer as the model will see them, throwing an <see cref="ArgumentException"/>
     /// that names the column, the row and the limit for an empty answer, a piece the tokenizer cannot encode, or a text
-    /// longer than <paramref name="maxTextLength"/>.
+    /// longer than <paramref name="maxTextLength"/> (unless <paramref name="truncation"/> cuts it).
     /// </summary>
     public static void CheckRow(MultimodalTokenizer tokenizer, int row, string prompt, string answer, string promptColumn, string answerColumn,
-        string answerOption, int maxTextLength)
+        string answerOption, int maxTextLength, TruncationMode truncation = TruncationMode.Error)
     {
         if (string.IsNullOrWhiteSpace(answer))
             throw new ArgumentException($"Column '{answerColumn}' ({answerOption}), row {row}: the answer is empty; every row needs a non-empty answer to score.",
                 answerOption);
         int promptTokens = 1 + Encode(tokenizer, prompt, promptColumn, row, nameof(PreferenceTuningEstimator.Options.PromptColumnName)).Length;
         int answerTokens = Encode(tokenizer, answer, answerColumn, row, answerOption).Length + 1;
+        if (truncation != TruncationMode.Error) return;
         if (promptTokens >= maxTextLength)
             throw new ArgumentException(
                 $"Column '{promptColumn}', row {row}: the prompt needs {promptTokens} tokens (image marker included), which leaves no room for an answer " +
@@ -64,7 +65,7 @@ internal static class AlignmentColumns
         if (promptTokens + answerTokens > maxTextLength)
             throw new ArgumentException(
                 $"Row {row}: prompt ('{promptColumn}', {promptTokens} tokens with the image marker) + answer ('{answerColumn}', {answerTokens} tokens with eos) " +
-                $"= {promptTokens + answerTokens} tokens, more than MaxTextLength = {maxTextLength}. Shorten the texts or raise Model.MaxTextLength.",
+                $"= {promptTokens + answerTokens} tokens, more than MaxTextLength = {maxTextLength}. Shorten the texts, raise Model.MaxTextLength or set Trainer.Truncation.",
                 nameof(MultimodalLmOptions.MaxTextLength));
     }
 

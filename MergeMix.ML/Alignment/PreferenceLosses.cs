@@ -129,14 +129,64 @@ public static class PreferenceLosses
     /// SimPO, paper convention: −logσ(β·A(w) − β·A(l) − γ), on length-averaged log-probs, with no reference model.
     /// γ is the absolute margin (the official code's <c>gamma_beta_ratio</c> equals γ/β).
     /// </summary>
-    public static Tensor SimPo(Tensor chosenAverage, Tensor rejectedAverage, double beta, double gamma)
+    /// <param name="chosenAverage">A(w) [B].</param>
+    /// <param name="rejectedAverage">A(l) [B].</param>
+    /// <param name="beta">β &gt; 0.</param>
+    /// <param name="gamma">Absolute margin γ.</param>
+    /// <param name="labelSmoothing">ε ∈ [0, 0.5) of the official code's smoothed form −(1−ε)logσ(z) − ε·logσ(−z); 0 = the paper's loss.</param>
+    public static Tensor SimPo(Tensor chosenAverage, Tensor rejectedAverage, double beta, double gamma, double labelSmoothing = 0)
     {
         CheckBeta(beta);
         if (!double.IsFinite(gamma))
             throw new ArgumentOutOfRangeException(nameof(gamma), gamma, "gamma must be a finite number.");
+        CheckLabelSmoothing(labelSmoothing);
         CheckSameShape(chosenAverage, rejectedAverage, nameof(rejectedAverage));
         using var scope = NewDisposeScope();
-        return softplus(-(beta * (chosenAverage - rejectedAverage) - gamma)).MoveToOuterDisposeScope();
+        using var b = beta.ToScalar();
+        using var g = gamma.ToScalar();
+        var z = (chosenAverage - rejectedAverage).mul(b).sub(g);
+        return Smoothed(z, labelSmoothing).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Length-normalised DPO (TRL <c>sigmoid_norm</c>, Tulu 3): −logσ(β[(S(w) − S_ref(w))/|w| − (S(l) − S_ref(l))/|l|]),
+    /// token counts clamped to at least 1.
+    /// </summary>
+    public static Tensor DpoLengthNormalized(Tensor policyChosen, Tensor policyRejected, Tensor referenceChosen, Tensor referenceRejected,
+        Tensor chosenTokenCount, Tensor rejectedTokenCount, double beta)
+    {
+        CheckBeta(beta);
+        CheckSameShape(policyChosen, chosenTokenCount, nameof(chosenTokenCount));
+        CheckSameShape(policyChosen, rejectedTokenCount, nameof(rejectedTokenCount));
+        using var scope = NewDisposeScope();
+        var h = NormalizedDpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected, chosenTokenCount, rejectedTokenCount);
+        using var b = beta.ToScalar();
+        return softplus(h.mul(b).neg()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Per-token DPO "logits" Δ_w/|w| − Δ_l/|l| (IPO as TRL writes it, and <see cref="DpoLengthNormalized"/>).</summary>
+    public static Tensor NormalizedDpoLogits(Tensor policyChosen, Tensor policyRejected, Tensor referenceChosen, Tensor referenceRejected,
+        Tensor chosenTokenCount, Tensor rejectedTokenCount)
+    {
+        CheckSameShape(policyChosen, policyRejected, nameof(policyRejected));
+        CheckSameShape(policyChosen, referenceChosen, nameof(referenceChosen));
+        CheckSameShape(policyChosen, referenceRejected, nameof(referenceRejected));
+        CheckSameShape(policyChosen, chosenTokenCount, nameof(chosenTokenCount));
+        CheckSameShape(policyChosen, rejectedTokenCount, nameof(rejectedTokenCount));
+        using var scope = NewDisposeScope();
+        using var one = 1.0.ToScalar();
+        var chosenRatio = (policyChosen - referenceChosen) / chosenTokenCount.to_type(policyChosen.dtype).clamp_min(one);
+        var rejectedRatio = (policyRejected - referenceRejected) / rejectedTokenCount.to_type(policyChosen.dtype).clamp_min(one);
+        return (chosenRatio - rejectedRatio).MoveToOuterDisposeScope();
+    }
+
+    // −(1−ε)·logσ(z) − ε·logσ(−z), written with softplus; ε = 0 is −logσ(z).
+    private static Tensor Smoothed(Tensor z, double labelSmoothing)
+    {
+        if (labelSmoothing == 0) return softplus(z.neg());
+        using var keep = (1 - labelSmoothing).ToScalar();
+        using var flip = labelSmoothing.ToScalar();
+        return softplus(z.neg()).mul(keep).add(softplus(z).mul(flip));
     }
 
     /// <summary>

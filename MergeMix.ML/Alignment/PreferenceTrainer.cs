@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.IO.Compression;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -38,6 +39,8 @@ public sealed class PreferenceTrainer : IDisposable
     private readonly AdamW optimizer;
     private readonly Parameter[] trainable;
     private readonly List<PreferenceStepMetrics> history = new();
+    private long tokensSeen;
+    private readonly int maxLength;
     private float[]? precomputedChosen;
     private float[]? precomputedRejected;
 
@@ -58,6 +61,13 @@ public sealed class PreferenceTrainer : IDisposable
         policy.to(device);
         if (!this.options.TrainVisionEncoder)
             foreach (var p in policy.Vision.parameters()) p.requires_grad = false;
+        maxLength = this.options.MaxLength ?? policy.Options.MaxTextLength;
+        if (maxLength > policy.Options.MaxTextLength)
+            throw new ArgumentOutOfRangeException(nameof(PreferenceTrainerOptions.MaxLength), this.options.MaxLength,
+                $"MaxLength must not exceed the model's MaxTextLength ({policy.Options.MaxTextLength}), its number of text positions.");
+        if (this.options.MaxPromptLength is { } promptLimit && promptLimit >= maxLength)
+            throw new ArgumentOutOfRangeException(nameof(PreferenceTrainerOptions.MaxPromptLength), promptLimit,
+                $"MaxPromptLength must be below the maximum length ({maxLength}) so that every answer keeps a token.");
         trainable = policy.parameters().Where(p => p.requires_grad).ToArray();
         if (trainable.Length == 0) throw new ArgumentException("model has no trainable parameters.", nameof(model));
         optimizer = optim.AdamW(trainable, lr: this.options.LearningRate, weight_decay: this.options.WeightDecay);
@@ -78,6 +88,10 @@ public sealed class PreferenceTrainer : IDisposable
     /// <summary>Optimisation steps done so far (restored by <see cref="LoadCheckpoint"/>).</summary>
     public long Step { get; private set; }
 
+    /// <summary>Texts (chosen and rejected sides counted apart) that the last <see cref="Train"/> or <see cref="Evaluate"/> call
+    /// truncated under <see cref="PreferenceTrainerOptions.Truncation"/>.</summary>
+    public int TruncatedRows { get; private set; }
+
     /// <summary>Metrics of every step done so far, in order.</summary>
     public IReadOnlyList<PreferenceStepMetrics> History => history;
 
@@ -95,8 +109,10 @@ public sealed class PreferenceTrainer : IDisposable
     {
         using var texts = Prepare(data);
         int n = data.Count;
-        int batchesPerEpoch = (n + options.BatchSize - 1) / options.BatchSize;
-        long totalSteps = (long)options.Epochs * batchesPerEpoch;
+        int pairsPerStep = options.BatchSize * options.GradientAccumulationSteps;
+        int stepsPerEpoch = StepsPerEpoch(n);
+        long totalSteps = (long)options.Epochs * stepsPerEpoch;
+        long warmup = options.WarmupStepsFor(totalSteps);
         if (options.NeedsReference && options.Reference == ReferenceMode.Precomputed)
             EnsurePrecomputed(data, texts);
 
@@ -105,24 +121,33 @@ public sealed class PreferenceTrainer : IDisposable
         while (Step < totalSteps)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int epoch = (int)(Step / batchesPerEpoch);
-            int batch = (int)(Step % batchesPerEpoch);
+            int epoch = (int)(Step / stepsPerEpoch);
+            int batch = (int)(Step % stepsPerEpoch);
             if (epoch != orderEpoch)
             {
                 order = EpochOrder(n, epoch);
                 orderEpoch = epoch;
             }
-            var rows = order![(batch * options.BatchSize)..Math.Min(n, (batch + 1) * options.BatchSize)];
-            var metrics = TrainStep(data, texts, rows, epoch);
+            var rows = order![(batch * pairsPerStep)..Math.Min(n, (batch + 1) * pairsPerStep)];
+            double learningRate = options.LearningRate * LearningRateSchedules.Factor(options.Schedule, Step, totalSteps, warmup);
+            var metrics = TrainStep(data, texts, rows, epoch, learningRate);
             history.Add(metrics);
             progress?.Report(metrics);
         }
         return history;
     }
 
+    /// <summary>Optimiser steps per pass over <paramref name="pairCount"/> pairs: ⌈pairs / (BatchSize × GradientAccumulationSteps)⌉.</summary>
+    public int StepsPerEpoch(int pairCount)
+    {
+        int pairsPerStep = options.BatchSize * options.GradientAccumulationSteps;
+        return (pairCount + pairsPerStep - 1) / pairsPerStep;
+    }
+
     /// <summary>
     /// Scores <paramref name="data"/> without training (eval mode, no gradient): per-pair metrics averaged over all
-    /// pairs, the CE as a token mean over all chosen answers. <see cref="PreferenceStepMetrics.Epoch"/> is −1.
+    /// pairs, the CE as a token mean over all chosen answers. <see cref="PreferenceStepMetrics.Epoch"/> is −1 and
+    /// <see cref="PreferenceStepMetrics.IsEvaluation"/> is true, so its TRL names carry the "eval_" prefix.
     /// </summary>
     public PreferenceStepMetrics Evaluate(PreferenceDataset data)
     {
@@ -134,42 +159,36 @@ public sealed class PreferenceTrainer : IDisposable
         try
         {
             using var noGrad = no_grad();
-            double loss = 0, chosenReward = 0, rejectedReward = 0, accuracy = 0, chosenLogp = 0, rejectedLogp = 0, nll = 0, tokens = 0;
+            var total = new Totals();
             for (int start = 0; start < data.Count; start += options.BatchSize)
             {
                 using var scope = NewDisposeScope();
                 var rows = Enumerable.Range(start, Math.Min(options.BatchSize, data.Count - start)).Select(i => (long)i).ToArray();
-                var r = Score(data, texts, rows, withGradient: false);
-                nll += r.NllSum.item<float>();
-                tokens += r.TokenCount.item<float>();
-                chosenLogp += r.ChosenLogps.sum().item<float>();
-                if (r.PerPairLoss is not null) loss += r.PerPairLoss.sum().item<float>();
-                if (r.RejectedLogps is not null) rejectedLogp += r.RejectedLogps.sum().item<float>();
-                if (r.Rewards is not null)
-                {
-                    chosenReward += r.Rewards.Chosen.sum().item<float>();
-                    rejectedReward += r.Rewards.Rejected.sum().item<float>();
-                    accuracy += r.Rewards.Accuracies.sum().item<float>();
-                }
+                total.Add(Score(data, texts, rows, withGradient: false));
             }
-            int count = data.Count;
-            double ce = nll / Math.Max(1, tokens);
-            bool sft = options.Objective == PreferenceObjective.Sft;
-            return new PreferenceStepMetrics(Step, -1,
-                sft ? ce : loss / count + options.SftWeight * ce,
-                sft ? double.NaN : chosenReward / count,
-                sft ? double.NaN : rejectedReward / count,
-                sft ? double.NaN : (chosenReward - rejectedReward) / count,
-                sft ? double.NaN : accuracy / count,
-                chosenLogp / count,
-                sft ? double.NaN : rejectedLogp / count,
-                ce);
+            return total.Metrics(Step, -1, data.Count, options, PhaseName) with { IsEvaluation = true, NumTokens = total.TextTokens };
         }
         finally
         {
             policy.train(wasTraining);
         }
     }
+
+    /// <summary>The phase name logged with every step: TRL's loss name of the objective ("sft", "dpo", "mixed_simpo", ...).</summary>
+    public string PhaseName => options.Objective switch
+    {
+        PreferenceObjective.Sft => "sft",
+        PreferenceObjective.SimPo => "simpo",
+        PreferenceObjective.MixedSimPo => "mixed_simpo",
+        PreferenceObjective.Dpo => "dpo",
+        PreferenceObjective.Ipo => "ipo",
+        PreferenceObjective.Hinge => "hinge",
+        PreferenceObjective.RobustDpo => "robust",
+        PreferenceObjective.DpoLengthNormalized => "sigmoid_norm",
+        PreferenceObjective.Rpo => "rpo",
+        PreferenceObjective.IpoSummed => "ipo_summed",
+        _ => options.Objective.ToString(),
+    };
 
     /// <summary>
     /// Writes a zip checkpoint: step, history, precomputed reference log-probs, policy and reference weights, AdamW state.
@@ -213,6 +232,7 @@ public sealed class PreferenceTrainer : IDisposable
         precomputedRejected = state.PrecomputedRejected;
         history.Clear();
         history.AddRange(state.History);
+        tokensSeen = history.Count == 0 ? 0 : history[^1].NumTokens;
     }
 
     /// <summary>Disposes the optimizer and the reference copy (not the trained model).</summary>
@@ -222,24 +242,67 @@ public sealed class PreferenceTrainer : IDisposable
         reference?.Dispose();
     }
 
-    private PreferenceStepMetrics TrainStep(PreferenceDataset data, TextBatch texts, long[] rows, int epoch)
+    // One optimiser step over `rows`, in micro-batches of BatchSize. Each micro-batch's loss is normalised by the whole
+    // step's pair and answer-token counts, so the summed gradients equal those of one batch holding every row.
+    private PreferenceStepMetrics TrainStep(PreferenceDataset data, TextBatch texts, long[] rows, int epoch, double learningRate)
     {
+        var watch = Stopwatch.StartNew();
         using var scope = NewDisposeScope();
         policy.train();
-        var r = Score(data, texts, rows, withGradient: true);
-        var ce = r.NllSum / r.TokenCount.clamp_min(1);
-        var loss = r.PerPairLoss is null ? ce : PreferenceLosses.WithSft(PreferenceLosses.Mean(r.PerPairLoss), ce, 1.0, options.SftWeight);
-
+        foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
         optimizer.zero_grad();
-        loss.backward();
+        double sftWeight = options.EffectiveSftWeight;
+        double stepAnswerTokens = Math.Max(1, ChosenTokenCount(texts, rows));
+        var total = new Totals();
+        for (int start = 0; start < rows.Length; start += options.BatchSize)
+        {
+            using var micro = NewDisposeScope();
+            var r = Score(data, texts, rows[start..Math.Min(rows.Length, start + options.BatchSize)], withGradient: true);
+            using var tokenScale = (1.0 / stepAnswerTokens).ToScalar();
+            var ce = r.NllSum.mul(tokenScale);
+            Tensor loss;
+            if (r.PerPairLoss is null)
+            {
+                loss = ce;
+            }
+            else
+            {
+                using var pairScale = (1.0 / rows.Length).ToScalar();
+                using var weight = sftWeight.ToScalar();
+                loss = r.PerPairLoss.sum().mul(pairScale).add(ce.mul(weight));
+            }
+            loss.backward();
+            total.Add(r);
+        }
+        double gradNorm = GradientNorm();
         if (options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
         optimizer.step();
         Step++;
+        tokensSeen += total.TextTokens;
+        double seconds = watch.Elapsed.TotalSeconds;
+        return total.Metrics(Step, epoch, rows.Length, options, PhaseName) with
+        {
+            GradNorm = gradNorm,
+            LearningRate = learningRate,
+            NumTokens = tokensSeen,
+            TokensPerSecond = total.TextTokens / Math.Max(seconds, 1e-9),
+        };
+    }
 
-        double Mean(Tensor? t) => t is null ? double.NaN : t.mean().item<float>();
-        return new PreferenceStepMetrics(Step, epoch, loss.item<float>(),
-            Mean(r.Rewards?.Chosen), Mean(r.Rewards?.Rejected), Mean(r.Rewards?.Margins), Mean(r.Rewards?.Accuracies),
-            Mean(r.ChosenLogps), Mean(r.RejectedLogps), ce.item<float>());
+    private double GradientNorm()
+    {
+        using var scope = NewDisposeScope();
+        double squares = 0;
+        foreach (var p in trainable)
+            if (p.grad is { } g) squares += g.detach().to_type(ScalarType.Float64).square().sum().item<double>();
+        return Math.Sqrt(squares);
+    }
+
+    private static long ChosenTokenCount(TextBatch texts, long[] rows)
+    {
+        using var scope = NewDisposeScope();
+        using var ignore = SequenceLogProbs.IgnoreIndex.ToScalar();
+        return texts.Labels.index_select(0, tensor(rows))[.., 1..].ne(ignore).sum().item<long>();
     }
 
     // Everything created here belongs to the caller's dispose scope.
@@ -250,27 +313,29 @@ public sealed class PreferenceTrainer : IDisposable
         var chosenImages = data.ChosenImages.index_select(0, chosenRows).to(device);
         if (options.Objective == PreferenceObjective.Sft)
         {
-            var (ids, labels) = Slice(texts, rows);
-            var lp = SequenceLogProbs.Compute(policy.forward(chosenImages, ids), labels);
-            return new BatchScore(null, -lp.Sum.sum(), lp.TokenCount.sum(), lp.Sum.detach(), null, null);
+            var (ids, labels, tokens) = Slice(texts, rows);
+            var side = SideScore.Compute(policy.forward(chosenImages, ids), labels);
+            return new BatchScore(null, -side.LogProbs.Sum.sum(), side, null, null, tokens);
         }
 
         var rejectedImages = data.RejectedImages.index_select(0, chosenRows).to(device);
         var bothRows = rows.Concat(rows.Select(r => r + n)).ToArray();
-        SequenceLogProb chosen, rejected;
+        SideScore chosenSide, rejectedSide;
         Tensor? referenceChosen = null, referenceRejected = null;
-        var (bothIds, bothLabels) = Slice(texts, bothRows);
+        var (bothIds, bothLabels, bothTokens) = Slice(texts, bothRows);
         var bothImages = cat(new[] { chosenImages, rejectedImages }, 0);
         if (options.DetachRejected && withGradient)
         {
             int b = rows.Length;
-            chosen = SequenceLogProbs.Compute(policy.forward(chosenImages, bothIds[..b]), bothLabels[..b]);
-            using (no_grad()) rejected = SequenceLogProbs.Compute(policy.forward(rejectedImages, bothIds[b..]), bothLabels[b..]);
+            chosenSide = SideScore.Compute(policy.forward(chosenImages, bothIds[..b]), bothLabels[..b]);
+            using (no_grad()) rejectedSide = SideScore.Compute(policy.forward(rejectedImages, bothIds[b..]), bothLabels[b..]);
         }
         else
         {
-            (chosen, rejected) = Split(SequenceLogProbs.Compute(policy.forward(bothImages, bothIds), bothLabels));
+            (chosenSide, rejectedSide) = SideScore.Compute(policy.forward(bothImages, bothIds), bothLabels).Split();
         }
+        var chosen = chosenSide.LogProbs;
+        var rejected = rejectedSide.LogProbs;
 
         if (options.NeedsReference)
         {
@@ -290,6 +355,8 @@ public sealed class PreferenceTrainer : IDisposable
         Tensor perPair;
         PreferenceRewards rewards;
         double beta = options.Beta;
+        double smoothing = options.LabelSmoothing;
+        Tensor rc0 = referenceChosen!, rr0 = referenceRejected!;
         switch (options.Objective)
         {
             case PreferenceObjective.SimPo:
@@ -299,7 +366,7 @@ public sealed class PreferenceTrainer : IDisposable
                 if (options.Objective == PreferenceObjective.SimPo)
                 {
                     double gamma = options.SimPoConvention == SimPoConvention.Paper ? options.Gamma : beta * options.Gamma;
-                    perPair = PreferenceLosses.SimPo(aw, al, beta, gamma);
+                    perPair = PreferenceLosses.SimPo(aw, al, beta, gamma, smoothing);
                 }
                 else
                 {
@@ -307,25 +374,34 @@ public sealed class PreferenceTrainer : IDisposable
                     perPair = PreferenceLosses.MixedSimPo(aw, al, beta, lambdas, options.SimPoConvention);
                 }
                 rewards = PreferenceLosses.SimPoRewards(aw, al, beta);
-                break;
+                // TRL's CPO trainer logs the averaged log-probs its SimPO loss compares.
+                return new BatchScore(perPair, -chosen.Sum.sum(), chosenSide, rejectedSide, rewards, bothTokens, aw.detach(), al.detach());
             case PreferenceObjective.Dpo:
-                perPair = options.LabelSmoothing > 0
-                    ? PreferenceLosses.ConservativeDpo(chosen.Sum, rejected.Sum, referenceChosen!, referenceRejected!, beta, options.LabelSmoothing)
-                    : PreferenceLosses.Dpo(chosen.Sum, rejected.Sum, referenceChosen!, referenceRejected!, beta);
-                rewards = PreferenceLosses.DpoRewards(chosen.Sum, rejected.Sum, referenceChosen!, referenceRejected!, beta);
+            case PreferenceObjective.Rpo:
+                perPair = smoothing > 0
+                    ? PreferenceLosses.ConservativeDpo(chosen.Sum, rejected.Sum, rc0, rr0, beta, smoothing)
+                    : PreferenceLosses.Dpo(chosen.Sum, rejected.Sum, rc0, rr0, beta);
+                break;
+            case PreferenceObjective.RobustDpo:
+                perPair = PreferenceLosses.RobustDpo(chosen.Sum, rejected.Sum, rc0, rr0, beta, smoothing);
+                break;
+            case PreferenceObjective.DpoLengthNormalized:
+                perPair = PreferenceLosses.DpoLengthNormalized(chosen.Sum, rejected.Sum, rc0, rr0, chosen.TokenCount, rejected.TokenCount, beta);
                 break;
             case PreferenceObjective.Ipo:
-                perPair = PreferenceLosses.Ipo(chosen.Sum, rejected.Sum, referenceChosen!, referenceRejected!, beta);
-                rewards = PreferenceLosses.DpoRewards(chosen.Sum, rejected.Sum, referenceChosen!, referenceRejected!, beta);
+                perPair = PreferenceLosses.IpoTokenNormalized(chosen.Sum, rejected.Sum, rc0, rr0, chosen.TokenCount, rejected.TokenCount, beta);
+                break;
+            case PreferenceObjective.IpoSummed:
+                perPair = PreferenceLosses.Ipo(chosen.Sum, rejected.Sum, rc0, rr0, beta);
                 break;
             case PreferenceObjective.Hinge:
-                perPair = PreferenceLosses.Hinge(chosen.Sum, rejected.Sum, referenceChosen!, referenceRejected!, beta);
-                rewards = PreferenceLosses.DpoRewards(chosen.Sum, rejected.Sum, referenceChosen!, referenceRejected!, beta);
+                perPair = PreferenceLosses.Hinge(chosen.Sum, rejected.Sum, rc0, rr0, beta);
                 break;
             default:
                 throw new InvalidOperationException($"unhandled objective {options.Objective}.");
         }
-        return new BatchScore(perPair, -chosen.Sum.sum(), chosen.TokenCount.sum(), chosen.Sum.detach(), rejected.Sum.detach(), rewards);
+        rewards = PreferenceLosses.DpoRewards(chosen.Sum, rejected.Sum, rc0, rr0, beta);
+        return new BatchScore(perPair, -chosen.Sum.sum(), chosenSide, rejectedSide, rewards, bothTokens);
     }
 
     // Rows 0..N−1 hold the chosen texts and N..2N−1 the rejected ones, so one padded tokenisation serves both sides.
@@ -340,6 +416,7 @@ public sealed class PreferenceTrainer : IDisposable
             throw new ArgumentException(
                 $"the reference log-probs were precomputed for {precomputedChosen.Length} pairs, but data has {data.Count}; " +
                 "use one dataset per trainer (its pairs are fixed so the precomputed values stay valid).", nameof(data));
+        TruncatedRows = 0;
         using var chosen = BuildSide(data.Prompts, data.ChosenAnswers, "chosen");
         using var rejected = BuildSide(data.Prompts, data.RejectedAnswers, "rejected");
         long length = Math.Max(chosen.InputIds.shape[1], rejected.InputIds.shape[1]);
@@ -359,7 +436,9 @@ public sealed class PreferenceTrainer : IDisposable
     {
         try
         {
-            return TextBatch.Build(policy.Tokenizer, prompts, answers, policy.Options.MaxTextLength);
+            var batch = TextBatch.Build(policy.Tokenizer, prompts, answers, maxLength, truncation: options.Truncation, maxPromptLength: options.MaxPromptLength);
+            TruncatedRows += batch.TruncatedRows;
+            return batch;
         }
         catch (ArgumentException e)
         {
@@ -384,7 +463,7 @@ public sealed class PreferenceTrainer : IDisposable
                 var rows = Enumerable.Range(start, Math.Min(options.BatchSize, data.Count - start)).Select(i => (long)i).ToArray();
                 var index = tensor(rows);
                 var images = cat(new[] { data.ChosenImages.index_select(0, index), data.RejectedImages.index_select(0, index) }, 0).to(device);
-                var (ids, labels) = Slice(texts, rows.Concat(rows.Select(r => r + data.Count)).ToArray());
+                var (ids, labels, _) = Slice(texts, rows.Concat(rows.Select(r => r + data.Count)).ToArray());
                 var (c, r) = Split(SequenceLogProbs.Compute(policy.forward(images, ids), labels));
                 c.Sum.cpu().data<float>().CopyTo(chosenValues.AsSpan(start));
                 r.Sum.cpu().data<float>().CopyTo(rejectedValues.AsSpan(start));
@@ -398,15 +477,16 @@ public sealed class PreferenceTrainer : IDisposable
         precomputedRejected = rejectedValues;
     }
 
-    // Selects rows of the pre-tokenised texts and trims the padding columns no selected row needs.
-    private (Tensor Ids, Tensor Labels) Slice(TextBatch texts, long[] rows)
+    // Selects rows of the pre-tokenised texts and trims the padding columns no selected row needs; also counts the real tokens.
+    private (Tensor Ids, Tensor Labels, long Tokens) Slice(TextBatch texts, long[] rows)
     {
         var index = tensor(rows);
-        var mask = texts.AttentionMask.index_select(0, index);
-        long length = mask.sum(1).max().item<long>();
+        var lengths = texts.AttentionMask.index_select(0, index).sum(1);
+        long length = lengths.max().item<long>();
+        long tokens = lengths.sum().item<long>();
         var ids = texts.InputIds.index_select(0, index).narrow(1, 0, length).to(device);
         var labels = texts.Labels.index_select(0, index).narrow(1, 0, length).to(device);
-        return (ids, labels);
+        return (ids, labels, tokens);
     }
 
     private static (SequenceLogProb Chosen, SequenceLogProb Rejected) Split(SequenceLogProb both)
@@ -446,8 +526,83 @@ public sealed class PreferenceTrainer : IDisposable
         return copy;
     }
 
-    private sealed record BatchScore(Tensor? PerPairLoss, Tensor NllSum, Tensor TokenCount, Tensor ChosenLogps, Tensor? RejectedLogps,
-        PreferenceRewards? Rewards);
+    // Log-probs of one side plus the sum over its scored positions of the vocabulary-mean logit (TRL's logits/* numerator).
+    private sealed record SideScore(SequenceLogProb LogProbs, Tensor LogitSum)
+    {
+        public static SideScore Compute(Tensor logits, Tensor labels)
+        {
+            var logProbs = SequenceLogProbs.Compute(logits, labels);
+            using var noGrad = no_grad();
+            using var ignore = SequenceLogProbs.IgnoreIndex.ToScalar();
+            var scored = labels[.., 1..].ne(ignore).to_type(ScalarType.Float32);
+            var logitSum = (logits.detach()[.., ..^1, ..].to_type(ScalarType.Float32).mean(new long[] { -1 }) * scored).sum(1);
+            return new SideScore(logProbs, logitSum);
+        }
+
+        public (SideScore Chosen, SideScore Rejected) Split()
+        {
+            var (c, r) = PreferenceTrainer.Split(LogProbs);
+            var logits = LogitSum.chunk(2);
+            return (new SideScore(c, logits[0]), new SideScore(r, logits[1]));
+        }
+    }
+
+    // ReportedChosen/Rejected: the per-pair log-probs logged as logps/* (sums, or averages for the SimPO objectives).
+    private sealed record BatchScore(Tensor? PerPairLoss, Tensor NllSum, SideScore Chosen, SideScore? Rejected, PreferenceRewards? Rewards,
+        long TextTokens, Tensor? ReportedChosen = null, Tensor? ReportedRejected = null);
+
+    // Sums of a step's (or an evaluation's) batch scores, turned into means by Metrics.
+    private sealed class Totals
+    {
+        private double loss, nll, chosenTokens, rejectedTokens, chosenLogits, rejectedLogits, chosenLogps, rejectedLogps;
+        private double chosenReward, rejectedReward, accuracy;
+        private bool pairs;
+        public long TextTokens;
+
+        public void Add(BatchScore r)
+        {
+            static double Sum(Tensor t) => t.detach().sum().to_type(ScalarType.Float64).item<double>();
+            nll += Sum(r.NllSum);
+            chosenTokens += Sum(r.Chosen.LogProbs.TokenCount);
+            chosenLogits += Sum(r.Chosen.LogitSum);
+            chosenLogps += Sum(r.ReportedChosen ?? r.Chosen.LogProbs.Sum);
+            TextTokens += r.TextTokens;
+            if (r.PerPairLoss is not null) loss += Sum(r.PerPairLoss);
+            if (r.Rejected is not null)
+            {
+                pairs = true;
+                rejectedTokens += Sum(r.Rejected.LogProbs.TokenCount);
+                rejectedLogits += Sum(r.Rejected.LogitSum);
+                rejectedLogps += Sum(r.ReportedRejected ?? r.Rejected.LogProbs.Sum);
+            }
+            if (r.Rewards is not null)
+            {
+                chosenReward += Sum(r.Rewards.Chosen);
+                rejectedReward += Sum(r.Rewards.Rejected);
+                accuracy += Sum(r.Rewards.Accuracies);
+            }
+        }
+
+        public PreferenceStepMetrics Metrics(long step, int epoch, int count, PreferenceTrainerOptions options, string phase)
+        {
+            double ce = nll / Math.Max(1, chosenTokens);
+            double none = double.NaN;
+            return new PreferenceStepMetrics(step, epoch,
+                pairs ? loss / count + options.EffectiveSftWeight * ce : ce,
+                pairs ? chosenReward / count : none,
+                pairs ? rejectedReward / count : none,
+                pairs ? (chosenReward - rejectedReward) / count : none,
+                pairs ? accuracy / count : none,
+                chosenLogps / count,
+                pairs ? rejectedLogps / count : none,
+                ce)
+            {
+                Phase = phase,
+                LogitsChosen = chosenLogits / Math.Max(1, chosenTokens),
+                LogitsRejected = pairs ? rejectedLogits / Math.Max(1, rejectedTokens) : none,
+            };
+        }
+    }
 
     private sealed record CheckpointState(string Format, PreferenceObjective Objective, long Step, float[]? PrecomputedChosen,
         float[]? PrecomputedRejected, List<PreferenceStepMetrics> History);

@@ -273,12 +273,13 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             throw new InvalidOperationException("The data view returned different row counts for different columns; it must be deterministic.");
 
         var tokenizer = o.Tokenizer ?? MultimodalTokenizer.CreateFromCorpus(prompts.Concat(chosen).Concat(rejected ?? Array.Empty<string>()));
+        int maxLength = o.Trainer.MaxLength ?? o.Model.MaxTextLength;
         for (int i = 0; i < count; i++)
         {
-            AlignmentColumns.CheckRow(tokenizer, i, prompts[i], chosen[i], o.PromptColumnName, chosenColumn, chosenOption, o.Model.MaxTextLength);
+            AlignmentColumns.CheckRow(tokenizer, i, prompts[i], chosen[i], o.PromptColumnName, chosenColumn, chosenOption, maxLength, o.Trainer.Truncation);
             if (rejected is null) continue;
             AlignmentColumns.CheckRow(tokenizer, i, prompts[i], rejected[i], o.PromptColumnName, o.RejectedColumnName!, nameof(Options.RejectedColumnName),
-                o.Model.MaxTextLength);
+                maxLength, o.Trainer.Truncation);
             if (rejected[i] == chosen[i])
                 channel?.Warning(MessageSensitivity.None,
                     "Row {0}: the rejected answer \"{1}\" equals the chosen one on the same image, so the pair carries no preference signal.", i, rejected[i]);
@@ -341,7 +342,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         // SFT scores the chosen side only; the rejected side is the same text and is never read.
         using var data = PreferenceDataset.FromPairs(images, prompts, answers, answers);
         using var trainer = new PreferenceTrainer(model, trainerOptions);
-        return RunPhase(trainer, data, trainerOptions, "SFT", SftCheckpointName, channel);
+        return RunPhase(trainer, data, trainerOptions, "SFT", SftCheckpointName, channel, stepOffset: 0);
     }
 
     private IReadOnlyList<PreferenceStepMetrics> RunPreference(MultimodalLm model, VisionTransformerEncoderOptions encoderOptions, Tensor images,
@@ -357,7 +358,9 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             channel?.Info(MessageSensitivity.None, "Built {0} mixed pairs with '{1}': mean λ {2:F3}.",
                 data.Count, (o.Mixing ?? new MergeMixPolicy()).Name, lambdas.Average());
         using var trainer = new PreferenceTrainer(model, trainerOptions, () => new VisionTransformerEncoder(encoderOptions));
-        return RunPhase(trainer, data, trainerOptions, trainerOptions.Objective.ToString(), PreferenceCheckpointName, channel);
+        // Steps continue the SFT phase's count, so curves of both phases share one axis (TRL's global_step).
+        long sftSteps = o.SftEpochs == 0 ? 0 : (long)o.SftEpochs * trainer.StepsPerEpoch(data.Count);
+        return RunPhase(trainer, data, trainerOptions, trainerOptions.Objective.ToString(), PreferenceCheckpointName, channel, sftSteps);
     }
 
     private PreferenceDataset MixPairs(MultimodalLm model, Tensor images, string[] prompts, string[] answers)
@@ -387,18 +390,23 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
     }
 
     private IReadOnlyList<PreferenceStepMetrics> RunPhase(PreferenceTrainer trainer, PreferenceDataset data, PreferenceTrainerOptions options,
-        string phase, string checkpointName, IChannel? channel)
+        string phase, string checkpointName, IChannel? channel, long stepOffset)
     {
+        PreferenceStepMetrics Stamp(PreferenceStepMetrics m) => m with { GlobalStep = stepOffset + m.Step };
         string? checkpoint = _options.CheckpointFolder is null ? null : Path.Combine(_options.CheckpointFolder, checkpointName);
         if (checkpoint is not null && File.Exists(checkpoint))
         {
             trainer.LoadCheckpoint(checkpoint);
             channel?.Info(MessageSensitivity.None, "{0}: resuming from '{1}' at step {2}.", phase, checkpoint, trainer.Step);
         }
-        int stepsPerEpoch = (data.Count + options.BatchSize - 1) / options.BatchSize;
+        int stepsPerEpoch = trainer.StepsPerEpoch(data.Count);
         var monitor = new EpochMonitor(phase, options.Epochs, stepsPerEpoch, _options.Progress, channel,
-            checkpoint is null ? null : () => SaveAtomically(trainer, checkpoint));
-        return trainer.Train(data, monitor, _options.CancellationToken).ToArray();
+            checkpoint is null ? null : () => SaveAtomically(trainer, checkpoint), Stamp);
+        var history = trainer.Train(data, monitor, _options.CancellationToken).Select(Stamp).ToArray();
+        if (trainer.TruncatedRows > 0)
+            channel?.Warning(MessageSensitivity.None, "{0}: {1} texts were longer than {2} tokens and were truncated ({3}).",
+                phase, trainer.TruncatedRows, options.MaxLength ?? _options.Model.MaxTextLength, options.Truncation);
+        return history;
     }
 
     private static void SaveAtomically(PreferenceTrainer trainer, string path)
@@ -425,8 +433,12 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         private readonly List<PreferenceStepMetrics> epochSteps = new();
         private readonly Stopwatch watch = Stopwatch.StartNew();
 
-        public EpochMonitor(string phase, int epochs, int stepsPerEpoch, IProgress<PreferenceStepMetrics>? user, IChannel? channel, Action? checkpoint)
+        private readonly Func<PreferenceStepMetrics, PreferenceStepMetrics> stamp;
+
+        public EpochMonitor(string phase, int epochs, int stepsPerEpoch, IProgress<PreferenceStepMetrics>? user, IChannel? channel, Action? checkpoint,
+            Func<PreferenceStepMetrics, PreferenceStepMetrics> stamp)
         {
+            this.stamp = stamp;
             this.phase = phase;
             this.epochs = epochs;
             this.stepsPerEpoch = stepsPerEpoch;
@@ -437,6 +449,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
 
         public void Report(PreferenceStepMetrics value)
         {
+            value = stamp(value);
             user?.Report(value);
             epochSteps.Add(value);
             if (value.Step % stepsPerEpoch != 0) return;
@@ -452,7 +465,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             foreach (var step in steps)
                 foreach (var (name, value) in step.ToDictionary())
                     means[name] = means.GetValueOrDefault(name) + value / steps.Count;
-            return string.Join(", ", means.Where(kv => !double.IsNaN(kv.Value))
+            return string.Join(", ", means.Where(kv => !double.IsNaN(kv.Value) && kv.Key is not ("step" or "epoch" or "num_tokens"))
                 .Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F4}")));
         }
     }
