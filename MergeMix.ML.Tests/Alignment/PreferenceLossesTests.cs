@@ -33,6 +33,28 @@ public sealed class PreferenceLossesTests
     }
 
     [TestMethod]
+    public void Tv1LengthNormalizedDpo()
+    {
+        using var scope = NewDisposeScope();
+        var (pw, pl, rw, rl) = Tv1();
+        var counts = (w: tensor(new long[] { 5 }), l: tensor(new long[] { 4 }));
+        // Δ_w/|w| − Δ_l/|l| = 1.0/5 + 0.5/4 = 0.325; softplus(−0.1 · 0.325) = ln(1 + e^−0.0325).
+        Assert.AreEqual(0.325, Item(PreferenceLosses.NormalizedDpoLogits(pw, pl, rw, rl, counts.w, counts.l)), Tol);
+        Assert.AreEqual(0.677029, Item(PreferenceLosses.DpoLengthNormalized(pw, pl, rw, rl, counts.w, counts.l, 0.1)), Tol);
+        // TV5: stable at the extremes (β·h = −200 → 200, not inf).
+        Assert.AreEqual(200.0, Item(PreferenceLosses.DpoLengthNormalized(V(-2000f), V(0f), V(0f), V(0f), tensor(new long[] { 1 }), tensor(new long[] { 1 }), 0.1)), 1e-3);
+    }
+
+    [TestMethod]
+    public void Tv2SimPoWithLabelSmoothing()
+    {
+        using var scope = NewDisposeScope();
+        // TV2 (z = 1.0) with the official code's smoothing ε = 0.1: 0.9·softplus(−1) + 0.1·softplus(1).
+        Assert.AreEqual(0.413262, Item(PreferenceLosses.SimPo(V(-2f), V(-3f), 2.0, 1.0, 0.1)), Tol);
+        Assert.AreEqual(0.313262, Item(PreferenceLosses.SimPo(V(-2f), V(-3f), 2.0, 1.0, 0.0)), Tol);
+    }
+
+    [TestMethod]
     public void Tv1HingeIsZeroBeyondTheMargin()
     {
         using var scope = NewDisposeScope();
