@@ -22,12 +22,13 @@ internal sealed record TransformerSettings(string ImageColumnName, string Prompt
 /// <summary>
 /// A trained multimodal LM as an ML.NET transformer: adds a generated text column (<see cref="ResponseColumnName"/>)
 /// for each (image, prompt) row and, when <see cref="ScoreResponseColumnName"/> is set, the average per-token
-/// log-probability of that given response (<see cref="LogProbColumnName"/>). Works with <c>Transform</c> (batched
-/// generation) and with <c>CreatePredictionEngine</c> (one row at a time).
+/// log-probability of that given response (<see cref="LogProbColumnName"/>). Works with <c>Transform</c> (lazy:
+/// generation runs a batch at a time as a cursor reads the column) and with <c>CreatePredictionEngine</c> (one row at a
+/// time); both read and validate rows the same way.
 /// </summary>
 /// <remarks>
-/// Sampling (<see cref="Temperature"/> &gt; 0) is seeded: <c>Transform</c> uses one generator seeded with
-/// <see cref="Seed"/> per call, a prediction engine one generator per row seeded with <see cref="Seed"/> and the row
+/// Sampling (<see cref="Temperature"/> &gt; 0) is seeded: each cursor of <c>Transform</c>'s output uses one generator
+/// seeded with <see cref="Seed"/>, a prediction engine one generator per row seeded with <see cref="Seed"/> and the row
 /// position. The model stays in eval mode. Not thread-safe.
 /// </remarks>
 public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
@@ -125,38 +126,18 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
         return builder.ToSchema();
     }
 
-    /// <summary>Generates a response for every row (in batches of <see cref="GenerationBatchSize"/>) and scores the given
-    /// responses when <see cref="ScoreResponseColumnName"/> is set; the results are computed here, eagerly.</summary>
+    /// <summary>Adds the generated response (and, with <see cref="ScoreResponseColumnName"/>, its log-prob) lazily: a cursor
+    /// that reads them generates <see cref="GenerationBatchSize"/> rows at a time, through the same validation as a
+    /// prediction engine.</summary>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var shape = ValidateInput(input.Schema);
-        var pixels = ImageColumnReader.ReadAll(input, ImageColumnName, shape, out int count);
-        var prompts = AlignmentColumns.ReadText(input, PromptColumnName);
-        var scored = ScoreResponseColumnName is null ? null : AlignmentColumns.ReadText(input, ScoreResponseColumnName);
-        var responses = new string[count];
-        var logProbs = scored is null ? null : new float[count];
-        using var generator = new Generator((ulong)Seed, Model.Device);
-        for (int start = 0; start < count; start += GenerationBatchSize)
-        {
-            int n = Math.Min(GenerationBatchSize, count - start);
-            using var scope = NewDisposeScope();
-            var images = ImageBatch(pixels, start, n, shape);
-            var batchPrompts = prompts.AsSpan(start, n).ToArray();
-            Generate(images, batchPrompts, start, generator).CopyTo(responses, start);
-            if (scored is not null) AverageLogProbs(images, batchPrompts, scored.AsSpan(start, n).ToArray(), start).CopyTo(logProbs!, start);
-        }
-        var columns = new List<AppendedColumnsDataView.ComputedColumn>
-        {
-            new(ResponseColumnName, TextDataViewType.Instance, new Func<long, ReadOnlyMemory<char>>(r => responses[r].AsMemory())),
-        };
-        if (logProbs is not null)
-            columns.Add(new(LogProbColumnName, NumberDataViewType.Single, new Func<long, float>(r => logProbs[r])));
-        return new AppendedColumnsDataView(input, count, columns.ToArray());
+        return new BatchScoredDataView<RowInput>(input, new Scorer(this, ValidateInput(input.Schema)));
     }
 
     /// <inheritdoc />
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper(this, inputSchema, GetOutputSchema(inputSchema));
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) =>
+        new BatchScoringRowMapper<RowInput>(new Scorer(this, ValidateInput(inputSchema)), inputSchema, GetOutputSchema(inputSchema));
 
     /// <summary>
     /// Scores preference pairs without training (eval mode, no gradient): the share of pairs whose chosen side has a
@@ -278,7 +259,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
     }
 
     // Generates responses for one batch; firstRow only labels error messages.
-    private string[] Generate(Tensor images, string[] prompts, int firstRow, Generator? generator)
+    private string[] Generate(Tensor images, string[] prompts, long firstRow, Generator? generator)
     {
         var ids = new int[prompts.Length][];
         for (int i = 0; i < prompts.Length; i++)
@@ -299,7 +280,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
         return Model.Generate(images, ids, MaxNewTokens, Temperature, Temperature > 0 ? generator : null).Select(Model.Tokenizer.Decode).ToArray();
     }
 
-    private float[] AverageLogProbs(Tensor images, string[] prompts, string[] responses, int firstRow)
+    private float[] AverageLogProbs(Tensor images, string[] prompts, string[] responses, long firstRow)
     {
         TextBatch texts;
         try
@@ -320,112 +301,81 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
         }
     }
 
-    /// <summary>Computes the outputs of one row at a time, for prediction engines.</summary>
-    private sealed class RowMapper : IRowToRowMapper
+    private sealed record RowInput(float[] Pixels, string Prompt, string? Scored);
+
+    /// <summary>The transformer's one generation and scoring path, shared by Transform's cursors and prediction engines.</summary>
+    private sealed class Scorer : BatchScorer<RowInput>
     {
         private readonly PreferenceTuningTransformer _owner;
-
-        public RowMapper(PreferenceTuningTransformer owner, DataViewSchema input, DataViewSchema output)
-        {
-            _owner = owner;
-            InputSchema = input;
-            OutputSchema = output;
-        }
-
-        public DataViewSchema InputSchema { get; }
-
-        public DataViewSchema OutputSchema { get; }
-
-        public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns)
-        {
-            var needed = dependingColumns.Select(c => c.Name).ToHashSet();
-            bool generating = needed.Contains(_owner.ResponseColumnName);
-            bool scoring = _owner.ScoreResponseColumnName is not null && needed.Contains(_owner.LogProbColumnName);
-            return InputSchema.Where(c =>
-                (needed.Contains(c.Name) && c.Name != _owner.ResponseColumnName && !(scoring && c.Name == _owner.LogProbColumnName)) ||
-                ((generating || scoring) && (c.Name == _owner.ImageColumnName || c.Name == _owner.PromptColumnName)) ||
-                (scoring && c.Name == _owner.ScoreResponseColumnName));
-        }
-
-        public DataViewRow GetRow(DataViewRow input, IEnumerable<DataViewSchema.Column> activeColumns) => new MappedRow(_owner, input, OutputSchema);
-    }
-
-    private sealed class MappedRow : DataViewRow
-    {
-        private readonly PreferenceTuningTransformer _owner;
-        private readonly DataViewRow _input;
-        private readonly DataViewSchema _schema;
         private readonly ImageColumns.ImageShape _shape;
-        private readonly float[] _pixels;
-        private long _generatedPosition = -1, _scoredPosition = -1;
-        private string _response = "";
-        private float _logProb;
+        private readonly string? _scoredColumn;
 
-        public MappedRow(PreferenceTuningTransformer owner, DataViewRow input, DataViewSchema schema)
+        public Scorer(PreferenceTuningTransformer owner, ImageColumns.ImageShape shape)
         {
             _owner = owner;
-            _input = input;
-            _schema = schema;
-            var v = owner.EncoderOptions.Vision;
-            _shape = new ImageColumns.ImageShape(v.Channels, v.ImageSize, v.ImageSize);
-            _pixels = new float[v.Channels * v.ImageSize * v.ImageSize];
+            _shape = shape;
+            _scoredColumn = owner.ScoreResponseColumnName;
+            BatchSize = owner.GenerationBatchSize;
+            Outputs = owner.OutputColumns().Select(c => new ScoredColumn(c.Name, c.Type)).ToArray();
         }
 
-        public override DataViewSchema Schema => _schema;
+        public override IReadOnlyList<ScoredColumn> Outputs { get; }
 
-        public override long Position => _input.Position;
+        // Fixed when Transform is called, like the output columns.
+        public override int BatchSize { get; }
 
-        public override long Batch => _input.Batch;
+        private bool Scoring(bool[] active) => _scoredColumn is not null && active.Length > 1 && active[1];
 
-        public override ValueGetter<DataViewRowId> GetIdGetter() => _input.GetIdGetter();
+        public override IEnumerable<string> InputColumns(bool[] active) => Scoring(active)
+            ? new[] { _owner.ImageColumnName, _owner.PromptColumnName, _scoredColumn! }
+            : new[] { _owner.ImageColumnName, _owner.PromptColumnName };
 
-        public override bool IsColumnActive(DataViewSchema.Column column) =>
-            IsOutput(column.Name) || _input.IsColumnActive(_input.Schema[column.Name]);
-
-        public override ValueGetter<T> GetGetter<T>(DataViewSchema.Column column)
+        public override Func<long, RowInput> CreateReader(DataViewRow row, bool[] active)
         {
-            if (column.Name == _owner.ResponseColumnName)
-                return (ValueGetter<T>)(Delegate)new ValueGetter<ReadOnlyMemory<char>>((ref ReadOnlyMemory<char> v) => v = Response().AsMemory());
-            if (_owner.ScoreResponseColumnName is not null && column.Name == _owner.LogProbColumnName)
-                return (ValueGetter<T>)(Delegate)new ValueGetter<float>((ref float v) => v = LogProb());
-            return _input.GetGetter<T>(_input.Schema[column.Name]);
-        }
-
-        private bool IsOutput(string name) => name == _owner.ResponseColumnName || (_owner.ScoreResponseColumnName is not null && name == _owner.LogProbColumnName);
-
-        private string Response()
-        {
-            if (_generatedPosition == _input.Position) return _response;
-            using var scope = NewDisposeScope();
-            using var generator = new Generator(unchecked((ulong)(_owner.Seed * 1_000_003L + _input.Position)), _owner.Model.Device);
-            _response = _owner.Generate(Image(), new[] { Text(_owner.PromptColumnName) }, (int)_input.Position, generator)[0];
-            _generatedPosition = _input.Position;
-            return _response;
-        }
-
-        private float LogProb()
-        {
-            if (_scoredPosition == _input.Position) return _logProb;
-            using var scope = NewDisposeScope();
-            _logProb = _owner.AverageLogProbs(Image(), new[] { Text(_owner.PromptColumnName) }, new[] { Text(_owner.ScoreResponseColumnName!) },
-                (int)_input.Position)[0];
-            _scoredPosition = _input.Position;
-            return _logProb;
-        }
-
-        private Tensor Image()
-        {
+            var image = row.GetGetter<VBuffer<float>>(row.Schema[_owner.ImageColumnName]);
+            var prompt = row.GetGetter<ReadOnlyMemory<char>>(row.Schema[_owner.PromptColumnName]);
+            var scored = Scoring(active) ? row.GetGetter<ReadOnlyMemory<char>>(row.Schema[_scoredColumn!]) : null;
             VBuffer<float> buffer = default;
-            _input.GetGetter<VBuffer<float>>(_input.Schema[_owner.ImageColumnName])(ref buffer);
-            buffer.CopyTo(_pixels);
-            return _owner.ImageBatch(_pixels, 0, 1, _shape);
+            ReadOnlyMemory<char> text = default;
+            int size = _shape.Channels * _shape.Height * _shape.Width;
+            return position =>
+            {
+                image(ref buffer);
+                var pixels = new float[size];
+                ImageColumns.ReadPixels(buffer, pixels, _owner.ImageColumnName, _shape, position);
+                prompt(ref text);
+                string promptText = text.ToString();
+                string? scoredText = null;
+                if (scored is not null)
+                {
+                    scored(ref text);
+                    scoredText = text.ToString();
+                }
+                return new RowInput(pixels, promptText, scoredText);
+            };
         }
 
-        private string Text(string column)
+        // A Transform cursor samples with one generator seeded with Seed; an engine with one per row (Seed and the row).
+        public override object? CreateState(bool singleRows) => singleRows ? null : new Generator((ulong)_owner.Seed, _owner.Model.Device);
+
+        public override Array?[] Score(IReadOnlyList<RowInput> rows, long firstRow, bool[] active, object? state)
         {
-            ReadOnlyMemory<char> value = default;
-            _input.GetGetter<ReadOnlyMemory<char>>(_input.Schema[column])(ref value);
-            return value.ToString();
+            int n = rows.Count, size = _shape.Channels * _shape.Height * _shape.Width;
+            var pixels = new float[n * size];
+            for (int i = 0; i < n; i++) rows[i].Pixels.CopyTo(pixels, i * size);
+            var prompts = rows.Select(r => r.Prompt).ToArray();
+            var results = new Array?[Outputs.Count];
+            using var scope = NewDisposeScope();
+            var images = _owner.ImageBatch(pixels, 0, n, _shape);
+            if (active[0])
+            {
+                using var rowGenerator = state is null ? new Generator(unchecked((ulong)(_owner.Seed * 1_000_003L + firstRow)), _owner.Model.Device) : null;
+                results[0] = _owner.Generate(images, prompts, firstRow, (Generator?)state ?? rowGenerator)
+                    .Select(r => r.AsMemory()).ToArray();
+            }
+            if (Scoring(active))
+                results[1] = _owner.AverageLogProbs(images, prompts, rows.Select(r => r.Scored!).ToArray(), firstRow);
+            return results;
         }
     }
 }

@@ -70,24 +70,28 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
         return builder.ToSchema();
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// Adds the score and predicted-label columns, lazily: a cursor that reads them scores
+    /// <see cref="ScoringBatchSize"/> rows at a time, through the same validation as a prediction engine.
+    /// </summary>
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        var shape = ValidateInput(input.Schema);
-        var pixels = ImageColumnReader.ReadAll(input, FeatureColumnName, shape, out int count);
-        var probabilities = ClassifierTraining.PredictProbabilities(Model, pixels, count);
-        int k = ClassNames.Count;
-        var columns = OutputColumns().ToArray();
-        return new AppendedColumnsDataView(input, count,
-            new AppendedColumnsDataView.ComputedColumn(columns[0].Name, columns[0].Type,
-                new Func<long, VBuffer<float>>(r => new VBuffer<float>(k, probabilities.AsSpan((int)r * k, k).ToArray())), columns[0].Annotations),
-            new AppendedColumnsDataView.ComputedColumn(columns[1].Name, columns[1].Type,
-                new Func<long, uint>(r => ArgMax(probabilities.AsSpan((int)r * k, k)) + 1), columns[1].Annotations));
+        return new BatchScoredDataView<float[]>(input, new Scorer(this, ValidateInput(input.Schema)));
     }
 
     /// <inheritdoc />
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new RowMapper(this, inputSchema, GetOutputSchema(inputSchema));
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) =>
+        new BatchScoringRowMapper<float[]>(new Scorer(this, ValidateInput(inputSchema)), inputSchema, GetOutputSchema(inputSchema));
+
+    /// <summary>Images scored together by the cursors of <see cref="Transform"/> (≥ 1).</summary>
+    public int ScoringBatchSize
+    {
+        get => _scoringBatchSize;
+        set => _scoringBatchSize = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(ScoringBatchSize), value, "ScoringBatchSize must be ≥ 1.");
+    }
+
+    private int _scoringBatchSize = 256;
 
     /// <summary>Not supported: ML.NET model files cannot hold TorchSharp weights.</summary>
     void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
@@ -181,80 +185,56 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
         return (uint)best;
     }
 
-    /// <summary>Scores one row at a time, for prediction engines.</summary>
-    private sealed class RowMapper : IRowToRowMapper
+    /// <summary>The classifier's one scoring path, shared by Transform's cursors and prediction engines.</summary>
+    private sealed class Scorer : BatchScorer<float[]>
     {
         private readonly VisionTransformerClassifier _owner;
+        private readonly ImageColumns.ImageShape _shape;
 
-        public RowMapper(VisionTransformerClassifier owner, DataViewSchema input, DataViewSchema output)
+        public Scorer(VisionTransformerClassifier owner, ImageColumns.ImageShape shape)
         {
             _owner = owner;
-            InputSchema = input;
-            OutputSchema = output;
+            _shape = shape;
+            BatchSize = owner.ScoringBatchSize;
+            Outputs = owner.OutputColumns().Select(c => new ScoredColumn(c.Name, c.Type, c.Annotations)).ToArray();
         }
 
-        public DataViewSchema InputSchema { get; }
+        public override IReadOnlyList<ScoredColumn> Outputs { get; }
 
-        public DataViewSchema OutputSchema { get; }
+        // Fixed when Transform is called, like the output columns.
+        public override int BatchSize { get; }
 
-        public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns)
+        public override IEnumerable<string> InputColumns(bool[] active) => new[] { _owner.FeatureColumnName };
+
+        public override Func<long, float[]> CreateReader(DataViewRow row, bool[] active)
         {
-            var needed = dependingColumns.Select(c => c.Name).ToHashSet();
-            bool scoring = needed.Contains(_owner.ScoreColumnName) || needed.Contains(_owner.PredictedLabelColumnName);
-            return InputSchema.Where(c => needed.Contains(c.Name) && c.Name != _owner.ScoreColumnName && c.Name != _owner.PredictedLabelColumnName
-                                          || scoring && c.Name == _owner.FeatureColumnName);
-        }
-
-        public DataViewRow GetRow(DataViewRow input, IEnumerable<DataViewSchema.Column> activeColumns) => new ScoredRow(_owner, input, OutputSchema);
-    }
-
-    private sealed class ScoredRow : DataViewRow
-    {
-        private readonly VisionTransformerClassifier _owner;
-        private readonly DataViewRow _input;
-        private readonly DataViewSchema _schema;
-        private long _scoredPosition = -1;
-        private float[] _probabilities = Array.Empty<float>();
-        private readonly float[] _pixels;
-
-        public ScoredRow(VisionTransformerClassifier owner, DataViewRow input, DataViewSchema schema)
-        {
-            _owner = owner;
-            _input = input;
-            _schema = schema;
-            var o = owner.Model.Options;
-            _pixels = new float[o.Channels * o.ImageSize * o.ImageSize];
-        }
-
-        public override DataViewSchema Schema => _schema;
-
-        public override long Position => _input.Position;
-
-        public override long Batch => _input.Batch;
-
-        public override ValueGetter<DataViewRowId> GetIdGetter() => _input.GetIdGetter();
-
-        public override bool IsColumnActive(DataViewSchema.Column column) =>
-            column.Name == _owner.ScoreColumnName || column.Name == _owner.PredictedLabelColumnName || _input.IsColumnActive(_input.Schema[column.Name]);
-
-        public override ValueGetter<T> GetGetter<T>(DataViewSchema.Column column)
-        {
-            if (column.Name == _owner.ScoreColumnName)
-                return (ValueGetter<T>)(Delegate)new ValueGetter<VBuffer<float>>((ref VBuffer<float> v) => v = new VBuffer<float>(Score().Length, Score().ToArray()));
-            if (column.Name == _owner.PredictedLabelColumnName)
-                return (ValueGetter<T>)(Delegate)new ValueGetter<uint>((ref uint v) => v = ArgMax(Score()) + 1);
-            return _input.GetGetter<T>(_input.Schema[column.Name]);
-        }
-
-        private float[] Score()
-        {
-            if (_scoredPosition == _input.Position && _probabilities.Length > 0) return _probabilities;
+            var getter = row.GetGetter<VBuffer<float>>(row.Schema[_owner.FeatureColumnName]);
             VBuffer<float> buffer = default;
-            _input.GetGetter<VBuffer<float>>(_input.Schema[_owner.FeatureColumnName])(ref buffer);
-            buffer.CopyTo(_pixels);
-            _probabilities = ClassifierTraining.PredictProbabilities(_owner.Model, _pixels, 1);
-            _scoredPosition = _input.Position;
-            return _probabilities;
+            int size = _shape.Channels * _shape.Height * _shape.Width;
+            return position =>
+            {
+                getter(ref buffer);
+                var pixels = new float[size];
+                ImageColumns.ReadPixels(buffer, pixels, _owner.FeatureColumnName, _shape, position);
+                return pixels;
+            };
+        }
+
+        public override Array?[] Score(IReadOnlyList<float[]> rows, long firstRow, bool[] active, object? state)
+        {
+            int size = _shape.Channels * _shape.Height * _shape.Width, k = _owner.ClassNames.Count;
+            var pixels = new float[rows.Count * size];
+            for (int i = 0; i < rows.Count; i++) rows[i].CopyTo(pixels, i * size);
+            var probabilities = ClassifierTraining.PredictProbabilities(_owner.Model, pixels, rows.Count);
+            var scores = new VBuffer<float>[rows.Count];
+            var keys = new uint[rows.Count];
+            for (int i = 0; i < rows.Count; i++)
+            {
+                var row = probabilities.AsSpan(i * k, k);
+                scores[i] = new VBuffer<float>(k, row.ToArray());
+                keys[i] = ArgMax(row) + 1;
+            }
+            return new Array?[] { scores, keys };
         }
     }
 }

@@ -96,6 +96,22 @@ public static class ImageColumns
     public static VBuffer<ReadOnlyMemory<char>> KeyValues(IReadOnlyList<string> classNames) =>
         new(classNames.Count, classNames.Select(n => n.AsMemory()).ToArray());
 
+    /// <summary>
+    /// Copies one row's image into <paramref name="destination"/> (C·H·W floats), checking what every entry point checks:
+    /// the value count matches the column's shape and every value is finite. Errors name the column and the row.
+    /// </summary>
+    internal static void ReadPixels(in VBuffer<float> image, Span<float> destination, string columnName, ImageShape shape, long row)
+    {
+        if (image.Length != destination.Length)
+            throw new InvalidOperationException(
+                $"Column '{columnName}', row {row}: the image has {image.Length} values, but the column holds {shape.Channels}×{shape.Height}×{shape.Width} = {destination.Length}.");
+        image.CopyTo(destination);
+        for (int i = 0; i < destination.Length; i++)
+            if (!float.IsFinite(destination[i]))
+                throw new InvalidOperationException(
+                    $"Column '{columnName}', row {row}: value {i} is {(float.IsNaN(destination[i]) ? "NaN" : destination[i] > 0 ? "+∞" : "−∞")}; images must hold finite pixels.");
+    }
+
     /// <summary>Finds a column of an estimator's input shape by name (SchemaShape's own lookup is internal).</summary>
     public static bool TryFind(SchemaShape shape, string name, out SchemaShape.Column column)
     {

@@ -151,10 +151,7 @@ public sealed class LabeledImageSet
             labelGetter(ref key);
             if (key == 0)
                 throw new InvalidOperationException($"Row {labels.Count}: column '{labelColumnName}' has a missing key value (0).");
-            buffer.CopyTo(dense);
-            foreach (float v in dense)
-                if (!float.IsFinite(v))
-                    throw new InvalidOperationException($"Row {labels.Count}: column '{imageColumnName}' contains a NaN or infinite pixel.");
+            ImageColumns.ReadPixels(buffer, dense, imageColumnName, shape, labels.Count);
             pixels.AddRange(dense);
             labels.Add((int)key - 1);
         }

@@ -20,9 +20,7 @@ internal static class ImageColumnReader
         while (cursor.MoveNext())
         {
             getter(ref buffer);
-            buffer.CopyTo(row);
-            foreach (float v in row)
-                if (!float.IsFinite(v)) throw new InvalidOperationException($"Row {count}: column '{columnName}' contains a NaN or infinite pixel.");
+            ImageColumns.ReadPixels(buffer, row, columnName, shape, count);
             pixels.AddRange(row);
             count++;
         }
