@@ -108,26 +108,6 @@ public sealed class VisionTransformerTrainerTests
     }
 
     [TestMethod]
-    public void ModelSaveOfAChainWithTheClassifierTellsWhatToDo()
-    {
-        var ml = new MLContext(1);
-        var data = Shapes(32, 1).ToDataView(ml);
-        using var classifier = Train(ml, data, Options());
-        var chain = new TransformerChain<ITransformer>(ml.Transforms.CopyColumns("Copy", "Features").Fit(data), classifier);
-        var path = TempPath("chain") + ".zip";
-        try
-        {
-            var error = Assert.ThrowsExactly<NotSupportedException>(() => ml.Model.Save(chain, data.Schema, path));
-            StringAssert.Contains(error.Message, "VisionTransformerClassifier.Save(path)");
-            StringAssert.Contains(error.Message, "VisionTransformerClassifier.Load(path)");
-        }
-        finally
-        {
-            File.Delete(path);
-        }
-    }
-
-    [TestMethod]
     public void OneHotSoftLabelsTrainExactlyLikeTheKeyLabel()
     {
         var ml = new MLContext(1);

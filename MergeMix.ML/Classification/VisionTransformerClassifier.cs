@@ -93,11 +93,37 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
 
     private int _scoringBatchSize = 256;
 
-    /// <summary>Not supported: ML.NET model files cannot hold TorchSharp weights.</summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        "mlContext.Model.Save cannot store a TorchSharp Vision Transformer (ML.NET keeps its model-file API internal). " +
-        "Save the classifier with VisionTransformerClassifier.Save(path) and load it with VisionTransformerClassifier.Load(path); " +
-        "save any preprocessing transformers before it with mlContext.Model.Save on their own chain.");
+    /// <summary>
+    /// Writes the classifier into an ML.NET model file as ML.NET's own ONNX transformer over this model's ONNX graph
+    /// (see <see cref="ExportOnnx(string)"/>) plus built-in transforms that rebuild the <c>PredictedLabel</c> key, so
+    /// <c>mlContext.Model.Load</c> needs neither this library nor TorchSharp: only Microsoft.ML,
+    /// Microsoft.ML.OnnxTransformer and Microsoft.ML.OnnxRuntime. The loaded chain predicts with ONNX Runtime: the same
+    /// <c>PredictedLabel</c> (a key whose KeyValues are the class names) and <c>Score</c> (with the class names as
+    /// SlotNames) to float precision. Merging follows <see cref="MergeAtInference"/> at the time of saving.
+    /// </summary>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)Persistence.OnnxScoringChain.Create(this)).Save(ctx);
+
+    /// <summary>
+    /// Writes the model as an ONNX file for ONNX Runtime (opset 20): input <see cref="FeatureColumnName"/> float
+    /// [batch, C, H, W] raw pixels (normalisation is inside the graph), outputs <see cref="ScoreColumnName"/> float
+    /// [batch, K] softmax probabilities and <see cref="PredictedLabelColumnName"/> string [batch] class names. ToMe
+    /// merging is in the graph when <see cref="MergeAtInference"/> is on.
+    /// </summary>
+    public void ExportOnnx(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var file = File.Create(path);
+        ExportOnnx(file);
+    }
+
+    /// <summary>Writes the ONNX model of <see cref="ExportOnnx(string)"/> to <paramref name="stream"/> (left open).</summary>
+    public void ExportOnnx(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var model = Persistence.VisionTransformerOnnx.Build(Model, ClassNames, FeatureColumnName, ScoreColumnName, PredictedLabelColumnName,
+            MergeAtInference, Persistence.OnnxHead.Batch);
+        Google.Protobuf.MessageExtensions.WriteTo(model, stream);
+    }
 
     /// <summary>Writes a zip with the options, class names, normalisation and the weights.</summary>
     public void Save(string path)

@@ -68,11 +68,12 @@ public sealed class MixingTransformer : ITransformer
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema) => new IdentityRowMapper(inputSchema);
 
     /// <summary>
-    /// Writes the mixer into an ML.NET model file as an identity mapping (contract <see cref="IdentityMappingFactory.ContractName"/>):
-    /// a saved and re-loaded chain predicts exactly as the fitted one, but re-training from the loaded file will not mix.
+    /// Writes the mixer into an ML.NET model file as an empty <see cref="TransformerChain{TLastTransformer}"/>: ML.NET's own
+    /// identity, which loads without this library (a <c>CustomMapping</c> would need our assembly's factory at load time).
+    /// A saved and re-loaded chain predicts exactly as the fitted one, but re-training from the loaded file will not mix.
     /// Keep your pipeline definition (estimators) to re-train with mixing.
     /// </summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => IdentityMappingFactory.CreateTransformer().Save(ctx);
+    void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)new TransformerChain<ITransformer>()).Save(ctx);
 
     private (float[][] Mixed, float[][] Soft, float[] Lambda) Mix(LabeledImageSet set)
     {
@@ -170,36 +171,5 @@ public sealed class MixingTransformer : ITransformer
             throw new NotSupportedException("Schema-only view.");
         public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
             throw new NotSupportedException("Schema-only view.");
-    }
-}
-
-/// <summary>
-/// Factory of the identity mapping a <see cref="MixingTransformer"/> becomes in a saved ML.NET model. ML.NET finds it by
-/// its contract name when the model is loaded; it must stay public with a parameterless constructor.
-/// </summary>
-[CustomMappingFactoryAttribute(ContractName)]
-public sealed class IdentityMappingFactory : CustomMappingFactory<IdentityMappingFactory.NoColumns, IdentityMappingFactory.NoColumns>
-{
-    /// <summary>The contract name written into model files.</summary>
-    public const string ContractName = "MergeMix.ML.TrainingOnlyMixer.Identity.v1";
-
-    /// <summary>A row with no columns: the mapping reads and writes nothing.</summary>
-    public sealed class NoColumns
-    {
-    }
-
-    /// <inheritdoc />
-    public override Action<NoColumns, NoColumns> GetMapping() => Map;
-
-    /// <summary>Does nothing: every column passes through.</summary>
-    public static void Map(NoColumns input, NoColumns output)
-    {
-    }
-
-    internal static ICanSaveModel CreateTransformer()
-    {
-        var ml = new MLContext();
-        var empty = ml.Data.LoadFromEnumerable(Array.Empty<NoColumns>());
-        return ml.Transforms.CustomMapping<NoColumns, NoColumns>(Map, ContractName).Fit(empty);
     }
 }
