@@ -57,11 +57,35 @@ public static class ClassifierTraining
         LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel, Device device)
     {
         var modelOptions = ModelOptionsFor(options.Model, train);
+        var pretrained = options.InitialWeights is { } weights ? ReadPretrained(weights, train, ref modelOptions, options) : null;
         var (dataMean, dataStd) = options.ChannelMean is null || options.ChannelStd is null ? ChannelStatistics(train) : (null, null);
         var (mean, std) = (options.ChannelMean ?? dataMean!, options.ChannelStd ?? dataStd!);
 
-        using var initGenerator = new Generator((ulong)options.Seed);
-        var model = new ImageClassifierModel(modelOptions, mean, std, initGenerator);
+        ImageClassifierModel model;
+        using (pretrained)
+        using (var initGenerator = new Generator((ulong)options.Seed))
+        {
+            model = new ImageClassifierModel(modelOptions, mean, std, initGenerator);
+            try
+            {
+                if (pretrained is not null)
+                {
+                    bool headLoaded = pretrained.LoadInto(model.Backbone, options.InitialWeights!.LoadHead);
+                    channel?.Info(MessageSensitivity.None, "Started from {0} ({1} layout, width {2}, depth {3}, {4} heads, patch {5}); head {6}.{7}",
+                        options.InitialWeights.Path, pretrained.Layout, modelOptions.Width, modelOptions.Depth, modelOptions.Heads, modelOptions.PatchSize,
+                        headLoaded ? "loaded" : $"fresh ({modelOptions.ClassCount} classes)",
+                        pretrained.Notes.Count == 0 ? "" : " " + string.Join(" ", pretrained.Notes));
+                    if (options.ChannelMean is null || options.ChannelStd is null)
+                        channel?.Warning(MessageSensitivity.None,
+                            "InitialWeights is set but ChannelMean/ChannelStd are not: normalising with the training images' statistics, not the pretrained model's.");
+                }
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
         try
         {
             model.to(device);
@@ -75,12 +99,40 @@ public static class ClassifierTraining
         }
     }
 
+    /// <summary>
+    /// Reads <paramref name="weights"/> and replaces <paramref name="modelOptions"/> by its architecture at the data's
+    /// image size and class count, keeping the training-time settings of <see cref="VisionTransformerTrainerOptions.Model"/>.
+    /// </summary>
+    private static VisionTransformerCheckpoint ReadPretrained(PretrainedWeights weights, LabeledImageSet train, ref VisionTransformerOptions modelOptions,
+        VisionTransformerTrainerOptions options)
+    {
+        var checkpoint = VisionTransformerCheckpoint.Read(weights);
+        try
+        {
+            if (checkpoint.Options.Channels != train.Channels)
+                throw new ArgumentException(
+                    $"InitialWeights {weights.Path} takes {checkpoint.Options.Channels}-channel images but column '{options.FeatureColumnName}' holds {train.Channels} channels.",
+                    nameof(options.InitialWeights));
+            modelOptions = checkpoint.ModelOptions(train.Height, train.ClassNames.Count, modelOptions);
+            if (options.FrozenBlocks > modelOptions.Depth)
+                throw new ArgumentOutOfRangeException(nameof(options.FrozenBlocks),
+                    $"FrozenBlocks ({options.FrozenBlocks}) must be at most the depth of InitialWeights {weights.Path} ({modelOptions.Depth}).");
+            return checkpoint;
+        }
+        catch
+        {
+            checkpoint.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>The epochs of <see cref="Train"/> on a freshly initialised <paramref name="model"/>; returns the history.</summary>
     private static List<EpochReport> Fit(ImageClassifierModel model, LabeledImageSet train, float[]? softLabels, LabeledImageSet? validation,
         VisionTransformerTrainerOptions options, IChannel? channel, Device device)
     {
         int classes = train.ClassNames.Count;
-        using var optimizer = CreateOptimizer(model, options);
+        var (optimizer, rateScales, trainable) = CreateOptimizer(model, options);
+        using var _ = optimizer;
         int stepsPerEpoch = Batches(train.Count, options.BatchSize).Count();
         long totalSteps = (long)stepsPerEpoch * options.Epochs;
         long warmupSteps = (long)Math.Round(options.WarmupEpochs * stepsPerEpoch);
@@ -114,7 +166,8 @@ public static class ClassifierTraining
                 options.CancellationToken.ThrowIfCancellationRequested();
                 long step = (long)epoch * stepsPerEpoch + steps;
                 double lr = LearningRateAt(step, totalSteps, warmupSteps, options.LearningRate, options.MinLearningRate);
-                foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+                int g = 0;
+                foreach (var group in optimizer.ParamGroups) group.LearningRate = lr * rateScales[g++];
 
                 using var scope = NewDisposeScope();
                 var indices = order.AsSpan(start, count);
@@ -146,7 +199,7 @@ public static class ClassifierTraining
                         };
                 }
                 loss.backward();
-                if (options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(model.parameters(), options.GradientClipNorm);
+                if (options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(trainable, options.GradientClipNorm);
                 optimizer.step();
                 lossSum += loss.item<float>();
                 steps++;
@@ -349,24 +402,52 @@ public static class ClassifierTraining
         return (meanOfChannel, variance.Select(v => (float)Math.Max(Math.Sqrt(v / count), 1e-3)).ToArray());
     }
 
-    private static AdamW CreateOptimizer(ImageClassifierModel model, VisionTransformerTrainerOptions o)
+    /// <summary>
+    /// AdamW over the trainable parameters, their learning-rate scale per group (the head's multiplier), and those
+    /// parameters. Frozen ones (<see cref="VisionTransformerTrainerOptions.FrozenBlocks"/>,
+    /// <see cref="VisionTransformerTrainerOptions.FreezePatchEmbedding"/>) stop requiring gradients and stay out of the
+    /// optimizer, so backward skips them and weight decay cannot move them.
+    /// </summary>
+    private static (AdamW Optimizer, double[] RateScales, List<Parameter> Trainable) CreateOptimizer(ImageClassifierModel model, VisionTransformerTrainerOptions o)
     {
+        bool freezeEmbedding = o.FreezePatchEmbedding || o.FrozenBlocks > 0;
+        bool Frozen(string name)
+        {
+            if (freezeEmbedding && (name.StartsWith("backbone.patchEmbed.", StringComparison.Ordinal) || name is "backbone.clsToken" or "backbone.posEmbed"))
+                return true;
+            for (int i = 0; i < o.FrozenBlocks; i++)
+                if (name.StartsWith($"backbone.blocks.{i}.", StringComparison.Ordinal)) return true;
+            return false;
+        }
+
         // No decay on norms, biases, the CLS token and position embeddings (DeiT recipe, mergemix-method.md §4).
-        var decay = new List<Parameter>();
-        var noDecay = new List<Parameter>();
+        // The head gets groups of its own only when its rate differs, so checkpoints of runs without it keep their layout.
+        bool headGroups = o.HeadLearningRateMultiplier != 1.0;
+        var lists = new[] { new List<Parameter>(), new List<Parameter>(), new List<Parameter>(), new List<Parameter>() };
+        var trainable = new List<Parameter>();
         foreach (var (name, parameter) in model.named_parameters())
         {
-            if (parameter.dim() <= 1 || name.Contains("cls", StringComparison.OrdinalIgnoreCase) || name.Contains("pos", StringComparison.OrdinalIgnoreCase))
-                noDecay.Add(parameter);
-            else
-                decay.Add(parameter);
+            if (Frozen(name))
+            {
+                parameter.requires_grad_(false);
+                continue;
+            }
+            trainable.Add(parameter);
+            bool noDecay = parameter.dim() <= 1 || name.Contains("cls", StringComparison.OrdinalIgnoreCase) || name.Contains("pos", StringComparison.OrdinalIgnoreCase);
+            bool head = headGroups && name.StartsWith("backbone.head.", StringComparison.Ordinal);
+            lists[(head ? 2 : 0) + (noDecay ? 1 : 0)].Add(parameter);
         }
-        var groups = new[]
+        var groups = new List<AdamW.ParamGroup>();
+        var scales = new List<double>();
+        for (int i = 0; i < lists.Length; i++)
         {
-            new AdamW.ParamGroup(decay, new AdamW.Options { LearningRate = o.LearningRate, weight_decay = o.WeightDecay }),
-            new AdamW.ParamGroup(noDecay, new AdamW.Options { LearningRate = o.LearningRate, weight_decay = 0 }),
-        };
-        return optim.AdamW(groups, o.LearningRate, weight_decay: o.WeightDecay);
+            if (lists[i].Count == 0) continue;
+            double decay = i % 2 == 0 ? o.WeightDecay : 0;
+            double scale = i >= 2 ? o.HeadLearningRateMultiplier : 1.0;
+            groups.Add(new AdamW.ParamGroup(lists[i], new AdamW.Options { LearningRate = o.LearningRate * scale, weight_decay = decay }));
+            scales.Add(scale);
+        }
+        return (optim.AdamW(groups, o.LearningRate, weight_decay: o.WeightDecay), scales.ToArray(), trainable);
     }
 
     /// <summary>

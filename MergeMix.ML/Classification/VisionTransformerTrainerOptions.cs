@@ -46,8 +46,42 @@ public sealed class VisionTransformerTrainerOptions
     /// <summary>Output: predicted class, a key carrying the label's class names.</summary>
     public string PredictedLabelColumnName = "PredictedLabel";
 
-    /// <summary>The architecture; ImageSize, Channels and ClassCount are taken from the data.</summary>
+    /// <summary>
+    /// The architecture; ImageSize, Channels and ClassCount are taken from the data. With <see cref="InitialWeights"/>,
+    /// only its training-time settings count (DropPathRate, DropoutRate, MergeCount, MergeInflection,
+    /// ProportionalAttention, AttentionLayer): width, depth, heads, patch size, MLP ratio and LayerNorm ε are the checkpoint's.
+    /// </summary>
     public VisionTransformerOptions Model = new();
+
+    /// <summary>
+    /// A pretrained timm or Hugging Face ViT/DeiT checkpoint to start from (see <see cref="PretrainedWeights"/>; give its
+    /// Heads). Its architecture replaces <see cref="Model"/>'s; the position embedding is resampled to the data's image
+    /// size (which must be a multiple of the checkpoint's patch size) and the head starts fresh unless the class count
+    /// matches. Fine-tuning wants a learning rate well below the from-scratch default: set <see cref="LearningRate"/>
+    /// to about 1e-5..1e-4 with a short warm-up, and consider <see cref="HeadLearningRateMultiplier"/> for a fresh head
+    /// and <see cref="FrozenBlocks"/> for very small datasets. Set <see cref="ChannelMean"/>/<see cref="ChannelStd"/> to
+    /// the checkpoint's normalisation (<see cref="PretrainedWeights.ImageNetMean"/>/<see cref="PretrainedWeights.ImageNetStd"/>
+    /// for DeiT and most timm ViTs, <see cref="PretrainedWeights.HalfMean"/>/<see cref="PretrainedWeights.HalfStd"/> for
+    /// Google's augreg ViTs and Hugging Face <c>google/vit-*</c>); left null they are computed from the training images,
+    /// which is not what the pretrained model saw. A run resumed from <see cref="CheckpointFolder"/> takes its weights
+    /// from the folder instead.
+    /// </summary>
+    public PretrainedWeights? InitialWeights;
+
+    /// <summary>
+    /// The first this-many blocks are not trained, nor then is the embedding (patch embedding, CLS token, position
+    /// embedding) before them; 0 trains everything. At most the depth.
+    /// </summary>
+    public int FrozenBlocks;
+
+    /// <summary>Keeps the patch embedding, CLS token and position embedding fixed (implied by <see cref="FrozenBlocks"/> &gt; 0).</summary>
+    public bool FreezePatchEmbedding;
+
+    /// <summary>
+    /// The classification head's learning rate is <see cref="LearningRate"/> times this (schedule included): a fresh head on
+    /// a pretrained body often wants 10×. 1 trains every parameter at the same rate.
+    /// </summary>
+    public double HeadLearningRateMultiplier = 1.0;
 
     /// <summary>Passes over the training data.</summary>
     public int Epochs = 10;
@@ -138,6 +172,11 @@ public sealed class VisionTransformerTrainerOptions
         ArgumentNullException.ThrowIfNull(Model, nameof(Model));
         if (SoftLabelColumnName is not null && OnlineMixing is not null)
             throw new ArgumentException(SoftLabelsWithOnlineMixing, nameof(OnlineMixing));
+        if (FrozenBlocks < 0) throw new ArgumentOutOfRangeException(nameof(FrozenBlocks), $"FrozenBlocks must be ≥ 0, got {FrozenBlocks}.");
+        if (InitialWeights is null && FrozenBlocks > Model.Depth)
+            throw new ArgumentOutOfRangeException(nameof(FrozenBlocks), $"FrozenBlocks ({FrozenBlocks}) must be at most Model.Depth ({Model.Depth}).");
+        Positive(HeadLearningRateMultiplier, nameof(HeadLearningRateMultiplier));
+        InitialWeights?.Validate(nameof(InitialWeights));
     }
 
     internal const string SoftLabelsWithOnlineMixing =

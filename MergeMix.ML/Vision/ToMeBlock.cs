@@ -79,12 +79,12 @@ internal sealed class ToMeBlock : nn.Module
     private readonly Dropout mlpDrop;
     private readonly DropPath dropPath2;
 
-    public ToMeBlock(int width, int heads, int mlpHidden, double dropoutRate, double dropPathRate, string name) : base(name)
+    public ToMeBlock(int width, int heads, int mlpHidden, double dropoutRate, double dropPathRate, double layerNormEpsilon, string name) : base(name)
     {
-        norm1 = nn.LayerNorm(width, eps: 1e-6);
+        norm1 = nn.LayerNorm(width, eps: layerNormEpsilon);
         attn = new ToMeAttention(width, heads, dropoutRate);
         dropPath1 = new DropPath(dropPathRate);
-        norm2 = nn.LayerNorm(width, eps: 1e-6);
+        norm2 = nn.LayerNorm(width, eps: layerNormEpsilon);
         fc1 = nn.Linear(width, mlpHidden);
         act = nn.GELU();
         fc2 = nn.Linear(mlpHidden, width);

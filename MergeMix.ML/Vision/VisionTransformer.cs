@@ -45,10 +45,10 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         for (int i = 0; i < list.Length; i++)
         {
             double dropPath = options.Depth == 1 ? options.DropPathRate : options.DropPathRate * i / (options.Depth - 1);
-            list[i] = new ToMeBlock(width, options.Heads, options.MlpHidden, options.DropoutRate, dropPath, $"block{i}");
+            list[i] = new ToMeBlock(width, options.Heads, options.MlpHidden, options.DropoutRate, dropPath, options.LayerNormEpsilon, $"block{i}");
         }
         blocks = nn.ModuleList(list);
-        norm = nn.LayerNorm(width, eps: 1e-6);
+        norm = nn.LayerNorm(width, eps: options.LayerNormEpsilon);
         head = nn.Linear(width, options.ClassCount);
         RegisterComponents();
 

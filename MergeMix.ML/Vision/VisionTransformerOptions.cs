@@ -58,6 +58,13 @@ public sealed class VisionTransformerOptions
     /// </summary>
     public int? AttentionLayer;
 
+    /// <summary>
+    /// Epsilon of every LayerNorm (the blocks' two and the final one). 1e-6 is timm's and DeiT's value; Hugging Face
+    /// ViT/DeiT checkpoints were trained with 1e-12 (their <c>layer_norm_eps</c>), which
+    /// <see cref="VisionTransformerCheckpoint"/> sets when it reads one, so a loaded model computes what its source computes.
+    /// </summary>
+    public double LayerNormEpsilon = 1e-6;
+
     /// <summary>Number of patches along one side, ImageSize / PatchSize.</summary>
     public int GridSize => ImageSize / PatchSize;
 
@@ -92,6 +99,8 @@ public sealed class VisionTransformerOptions
             throw new ArgumentException($"Width ({Width}) must be a multiple of Heads ({Heads}).", nameof(Width));
         if (!(MlpRatio > 0) || MlpHidden < 1)
             throw new ArgumentException($"MlpRatio ({MlpRatio}) must be > 0 and give at least one hidden unit.", nameof(MlpRatio));
+        if (!(LayerNormEpsilon > 0) || !double.IsFinite(LayerNormEpsilon))
+            throw new ArgumentException($"LayerNormEpsilon must be finite and > 0; got {LayerNormEpsilon}.", nameof(LayerNormEpsilon));
         Rate(DropPathRate, nameof(DropPathRate));
         Rate(DropoutRate, nameof(DropoutRate));
         if (EffectiveMergeCount < 0 || EffectiveMergeCount >= PatchCount)
