@@ -24,7 +24,16 @@ public static class ClassifierTraining
     /// per-epoch history.
     /// </summary>
     public static (ImageClassifierModel Model, IReadOnlyList<EpochReport> History) Train(LabeledImageSet train, float[]? softLabels,
-        LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel = null)
+        LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel = null) =>
+        Train(train, softLabels, validation, options, channel, pretrained: null);
+
+    /// <summary>
+    /// <see cref="Train(LabeledImageSet, float[], LabeledImageSet, VisionTransformerTrainerOptions, IChannel)"/> with
+    /// <see cref="VisionTransformerTrainerOptions.InitialWeights"/> already read (and checked against the schema) by the
+    /// caller, who keeps ownership; null reads it here.
+    /// </summary>
+    internal static (ImageClassifierModel Model, IReadOnlyList<EpochReport> History) Train(LabeledImageSet train, float[]? softLabels,
+        LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel, VisionTransformerCheckpoint? pretrained)
     {
         ArgumentNullException.ThrowIfNull(train);
         ArgumentNullException.ThrowIfNull(options);
@@ -39,13 +48,13 @@ public static class ClassifierTraining
             throw new ArgumentException($"The validation set must have the training set's image shape ({train.Channels}×{train.Height}×{train.Width}) and {classes} classes.", nameof(validation));
 
         var device = TorchDevice.Resolve(options.Device, nameof(options.Device));
-        if (options.Threads <= 0) return Run(train, softLabels, validation, options, channel, device);
+        if (options.Threads <= 0) return Run(train, softLabels, validation, options, channel, device, pretrained);
         // The thread count is process-wide: restore it so training leaves no trace on the caller's other torch work.
         int previousThreads = torch.get_num_threads();
         torch.set_num_threads(options.Threads);
         try
         {
-            return Run(train, softLabels, validation, options, channel, device);
+            return Run(train, softLabels, validation, options, channel, device, pretrained);
         }
         finally
         {
@@ -54,15 +63,28 @@ public static class ClassifierTraining
     }
 
     private static (ImageClassifierModel Model, IReadOnlyList<EpochReport> History) Run(LabeledImageSet train, float[]? softLabels,
-        LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel, Device device)
+        LabeledImageSet? validation, VisionTransformerTrainerOptions options, IChannel? channel, Device device, VisionTransformerCheckpoint? given)
     {
-        var modelOptions = ModelOptionsFor(options.Model, train);
-        var pretrained = options.InitialWeights is { } weights ? ReadPretrained(weights, train, ref modelOptions, options) : null;
+        if (train.Height != train.Width)
+            throw new ArgumentException($"The Vision Transformer needs square images, got {train.Height}×{train.Width}; resize them first (ResizeImages).", nameof(train));
+        var pretrained = given ?? (options.InitialWeights is { } weights ? VisionTransformerCheckpoint.Read(weights) : null);
+        VisionTransformerOptions modelOptions;
+        try
+        {
+            modelOptions = pretrained is null
+                ? ModelOptionsFor(options.Model, train)
+                : PretrainedModelOptions(pretrained, options, train.Channels, train.Height, train.ClassNames.Count, "The training set");
+        }
+        catch
+        {
+            if (given is null) pretrained?.Dispose();
+            throw;
+        }
         var (dataMean, dataStd) = options.ChannelMean is null || options.ChannelStd is null ? ChannelStatistics(train) : (null, null);
         var (mean, std) = (options.ChannelMean ?? dataMean!, options.ChannelStd ?? dataStd!);
 
         ImageClassifierModel model;
-        using (pretrained)
+        using (given is null ? pretrained : null)
         using (var initGenerator = new Generator((ulong)options.Seed))
         {
             model = new ImageClassifierModel(modelOptions, mean, std, initGenerator);
@@ -100,33 +122,37 @@ public static class ClassifierTraining
     }
 
     /// <summary>
-    /// Reads <paramref name="weights"/> and replaces <paramref name="modelOptions"/> by its architecture at the data's
-    /// image size and class count, keeping the training-time settings of <see cref="VisionTransformerTrainerOptions.Model"/>.
+    /// The model options for training from <paramref name="checkpoint"/> on square images of <paramref name="side"/>
+    /// pixels: its architecture at that image size and class count with the training-time settings of
+    /// <see cref="VisionTransformerTrainerOptions.Model"/>. Throws naming the option or column that does not fit.
     /// </summary>
-    private static VisionTransformerCheckpoint ReadPretrained(PretrainedWeights weights, LabeledImageSet train, ref VisionTransformerOptions modelOptions,
-        VisionTransformerTrainerOptions options)
+    internal static VisionTransformerOptions PretrainedModelOptions(VisionTransformerCheckpoint checkpoint, VisionTransformerTrainerOptions options,
+        int channels, int side, int classCount, string imageSource)
     {
-        var checkpoint = VisionTransformerCheckpoint.Read(weights);
+        string path = options.InitialWeights?.Path ?? "the checkpoint";
+        var architecture = checkpoint.Options;
+        if (architecture.Channels != channels)
+            throw new ArgumentOutOfRangeException(nameof(options.FeatureColumnName),
+                $"{imageSource} holds {channels}-channel images but InitialWeights {path} takes {architecture.Channels} channels.");
+        if (side % architecture.PatchSize != 0)
+            throw new ArgumentOutOfRangeException(nameof(options.FeatureColumnName),
+                $"{imageSource} holds {side}×{side} images, which the patch size {architecture.PatchSize} of InitialWeights {path} does not divide; " +
+                $"resize them to a multiple of {architecture.PatchSize} (its own size is {architecture.ImageSize}).");
+        if (options.FrozenBlocks > architecture.Depth)
+            throw new ArgumentOutOfRangeException(nameof(options.FrozenBlocks),
+                $"FrozenBlocks ({options.FrozenBlocks}) must be at most the depth of InitialWeights {path} ({architecture.Depth}).");
         try
         {
-            if (checkpoint.Options.Channels != train.Channels)
-                throw new ArgumentException(
-                    $"InitialWeights {weights.Path} takes {checkpoint.Options.Channels}-channel images but column '{options.FeatureColumnName}' holds {train.Channels} channels.",
-                    nameof(options.InitialWeights));
-            modelOptions = checkpoint.ModelOptions(train.Height, train.ClassNames.Count, modelOptions);
-            if (options.FrozenBlocks > modelOptions.Depth)
-                throw new ArgumentOutOfRangeException(nameof(options.FrozenBlocks),
-                    $"FrozenBlocks ({options.FrozenBlocks}) must be at most the depth of InitialWeights {weights.Path} ({modelOptions.Depth}).");
-            return checkpoint;
+            return checkpoint.ModelOptions(side, classCount, options.Model);
         }
-        catch
+        catch (ArgumentException e) when (e.ParamName is { } field)
         {
-            checkpoint.Dispose();
-            throw;
+            throw new ArgumentException($"Model.{ExceptionMessages.WithoutParameter(e)} (with the architecture of InitialWeights {path} on {side}×{side} images)",
+                $"Model.{field}", e);
         }
     }
 
-    /// <summary>The epochs of <see cref="Train"/> on a freshly initialised <paramref name="model"/>; returns the history.</summary>
+    /// <summary>The epochs of <c>Train</c> on a freshly initialised <paramref name="model"/>; returns the history.</summary>
     private static List<EpochReport> Fit(ImageClassifierModel model, LabeledImageSet train, float[]? softLabels, LabeledImageSet? validation,
         VisionTransformerTrainerOptions options, IChannel? channel, Device device)
     {

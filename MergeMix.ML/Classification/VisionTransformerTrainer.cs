@@ -1,6 +1,7 @@
 using MergeMix.ML.Data;
 using MergeMix.ML.Runtime;
 using MergeMix.ML.Transforms;
+using MergeMix.ML.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -35,12 +36,14 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
         // Everything that needs no data is checked before the first row is read.
         o.Validate();
         TorchDevice.Resolve(o.Device, nameof(VisionTransformerTrainerOptions.Device));
-        var softColumn = ValidateSchema(input.Schema, o);
+        // A checkpoint is read (and checked against the schema) before the rows too: a wrong file fails fast.
+        using var pretrained = o.InitialWeights is { } weights ? VisionTransformerCheckpoint.Read(weights) : null;
+        var softColumn = ValidateSchema(input.Schema, o, pretrained);
         var train = LabeledImageSet.FromDataView(input, o.FeatureColumnName, o.LabelColumnName);
         var soft = softColumn is { } column ? ReadSoftLabels(input, column) : null;
         var validation = o.ValidationSet is null ? null : LabeledImageSet.FromDataView(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName);
         using var channel = _environment?.Start("VisionTransformerTrainer");
-        var (model, history) = ClassifierTraining.Train(train, soft, validation, o, channel);
+        var (model, history) = ClassifierTraining.Train(train, soft, validation, o, channel, pretrained);
         return new VisionTransformerClassifier(model, train.ClassNames, o.FeatureColumnName, o.ScoreColumnName, o.PredictedLabelColumnName, history);
     }
 
@@ -62,7 +65,7 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
     /// Checks the columns from the schema alone, so a bad column fails before any row is read; returns the soft-label
     /// column when one is configured.
     /// </summary>
-    private static DataViewSchema.Column? ValidateSchema(DataViewSchema schema, VisionTransformerTrainerOptions o)
+    private static DataViewSchema.Column? ValidateSchema(DataViewSchema schema, VisionTransformerTrainerOptions o, VisionTransformerCheckpoint? pretrained)
     {
         var (channels, height, width) = ImageColumns.ValidateImageColumn(schema, o.FeatureColumnName);
         if (height != width)
@@ -70,8 +73,11 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
                 $"Image column '{o.FeatureColumnName}' holds {channels}×{height}×{width} images, but the Vision Transformer needs square images; " +
                 "resize them first (mlContext.Transforms.ResizeImages).");
         int classCount = ImageColumns.ValidateKeyLabel(schema, o.LabelColumnName).Count;
-        ClassifierTraining.ModelOptionsFor(o.Model, channels, height, classCount, $"Image column '{o.FeatureColumnName}'",
-            nameof(VisionTransformerTrainerOptions.FeatureColumnName), "Model");
+        if (pretrained is null)
+            ClassifierTraining.ModelOptionsFor(o.Model, channels, height, classCount, $"Image column '{o.FeatureColumnName}'",
+                nameof(VisionTransformerTrainerOptions.FeatureColumnName), "Model");
+        else
+            ClassifierTraining.PretrainedModelOptions(pretrained, o, channels, height, classCount, $"Image column '{o.FeatureColumnName}'");
         if (o.SoftLabelColumnName is not { } name) return null;
         var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),
