@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 
@@ -48,7 +49,7 @@ internal static class AlignmentColumns
     /// that names the column, the row and the limit for an empty answer, a piece the tokenizer cannot encode, or a text
     /// longer than <paramref name="maxTextLength"/> (unless <paramref name="truncation"/> cuts it).
     /// </summary>
-    public static void CheckRow(MultimodalTokenizer tokenizer, int row, string prompt, string answer, string promptColumn, string answerColumn,
+    public static void CheckRow(MultimodalTokenizer tokenizer, long row, string prompt, string answer, string promptColumn, string answerColumn,
         string answerOption, int maxTextLength, TruncationMode truncation = TruncationMode.Error)
     {
         if (string.IsNullOrWhiteSpace(answer))
@@ -69,7 +70,7 @@ internal static class AlignmentColumns
                 nameof(MultimodalLmOptions.MaxTextLength));
     }
 
-    private static int[] Encode(MultimodalTokenizer tokenizer, string text, string column, int row, string option)
+    private static int[] Encode(MultimodalTokenizer tokenizer, string text, string column, long row, string option)
     {
         try
         {
@@ -77,7 +78,7 @@ internal static class AlignmentColumns
         }
         catch (ArgumentException e)
         {
-            string reason = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+            string reason = ExceptionMessages.WithoutParameter(e);
             throw new ArgumentException($"Column '{column}' ({option}), row {row}: {reason}", option, e);
         }
     }

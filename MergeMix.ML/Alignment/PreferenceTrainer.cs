@@ -442,7 +442,7 @@ public sealed class PreferenceTrainer : IDisposable
         }
         catch (ArgumentException e)
         {
-            string reason = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+            string reason = ExceptionMessages.WithoutParameter(e);
             throw new ArgumentException($"data, {side} side: {reason}", "data", e);
         }
     }

@@ -375,7 +375,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         }
         catch (ArgumentOutOfRangeException e) when (e.ParamName == "policy")
         {
-            string reason = e.Message.Replace(" (Parameter 'policy')", "", StringComparison.Ordinal);
+            string reason = ExceptionMessages.WithoutParameter(e);
             throw new ArgumentOutOfRangeException(nameof(Options.Mixing), reason);
         }
     }

@@ -270,7 +270,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
             }
             catch (ArgumentException e)
             {
-                throw new ArgumentException($"Column '{PromptColumnName}', row {firstRow + i}: {e.Message}", nameof(PromptColumnName), e);
+                throw new ArgumentException($"Column '{PromptColumnName}', row {firstRow + i}: {ExceptionMessages.WithoutParameter(e)}", nameof(PromptColumnName), e);
             }
             if (ids[i].Length >= Model.Options.MaxTextLength)
                 throw new ArgumentException(
@@ -282,17 +282,11 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
 
     private float[] AverageLogProbs(Tensor images, string[] prompts, string[] responses, long firstRow)
     {
-        TextBatch texts;
-        try
-        {
-            texts = TextBatch.Build(Model.Tokenizer, prompts, responses, Model.Options.MaxTextLength, Model.Device);
-        }
-        catch (ArgumentException e)
-        {
-            throw new ArgumentException($"Scoring rows {firstRow}..{firstRow + prompts.Length - 1} of '{ScoreResponseColumnName ?? "the pairs"}': {e.Message}",
-                nameof(ScoreResponseColumnName), e);
-        }
-        using (texts)
+        // Row by row first, so an error names the input row and its columns rather than a position in this batch.
+        for (int i = 0; i < prompts.Length; i++)
+            AlignmentColumns.CheckRow(Model.Tokenizer, firstRow + i, prompts[i], responses[i], PromptColumnName, ScoreResponseColumnName ?? "the responses",
+                nameof(ScoreResponseColumnName), Model.Options.MaxTextLength);
+        using (var texts = TextBatch.Build(Model.Tokenizer, prompts, responses, Model.Options.MaxTextLength, Model.Device))
         using (no_grad())
         {
             using var scope = NewDisposeScope();

@@ -121,11 +121,19 @@ public static class ImageColumns
         return false;
     }
 
+    private static bool IsChannelCount(int size) => size is 1 or 3 or 4;
+
     private static ImageShape ShapeOf(string columnName, VectorDataViewType vector, int? height, int? width)
     {
         var dims = vector.Dimensions;
         if (dims.Length == 3 && dims.All(d => d > 0))
         {
+            // [H, W, C] is what ExtractPixels writes with interleavePixelColors: true; read as C×H×W it would give
+            // H channels of W-pixel-high images, so it is refused rather than misread.
+            if (IsChannelCount(dims[2]) && !IsChannelCount(dims[0]))
+                throw new ArgumentOutOfRangeException(nameof(columnName),
+                    $"Image column '{columnName}' holds {dims[0]}×{dims[1]}×{dims[2]} values, which look like interleaved pixels (H×W×C); " +
+                    "the images must be planar C×H×W: extract them with mlContext.Transforms.ExtractPixels(..., interleavePixelColors: false), the default.");
             if ((height is { } h && h != dims[1]) || (width is { } w && w != dims[2]))
                 throw new ArgumentOutOfRangeException(nameof(columnName),
                     $"Image column '{columnName}' holds {dims[0]}×{dims[1]}×{dims[2]} images, but {height}×{width} was expected.");

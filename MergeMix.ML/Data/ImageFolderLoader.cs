@@ -103,7 +103,8 @@ public static class ImageFolderLoader
     /// Loads the images of <paramref name="folder"/> as a lazy <see cref="IDataView"/> with columns
     /// <see cref="ImagePathColumnName"/> (text), <paramref name="labelColumnName"/> (key, KeyValues = class names) and
     /// <paramref name="featureColumnName"/> (<c>Vector&lt;Single&gt;</c> of dims 3, <paramref name="height"/>,
-    /// <paramref name="width"/>, planar RGB, 0..255). Files are decoded when the view is read.
+    /// <paramref name="width"/>, planar RGB, 0..255). Files are decoded when the view is read; a file that cannot be
+    /// decoded then fails with an <see cref="InvalidDataException"/> naming its path.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException"><paramref name="folder"/> does not exist.</exception>
     /// <exception cref="InvalidDataException">Fewer than two class folders, no image at all, or a class folder without images.</exception>
@@ -118,7 +119,7 @@ public static class ImageFolderLoader
         var definition = SchemaDefinition.Create(typeof(PathRow));
         definition[nameof(PathRow.Label)].ColumnName = labelColumnName;
         var paths = mlContext.Data.LoadFromEnumerable(files.Select(f => new PathRow { ImagePath = f.ImagePath, Label = f.Label }), definition);
-        return pipeline.Fit(paths).Transform(paths);
+        return new ImageFileErrorsDataView(pipeline.Fit(paths).Transform(paths), files.Select(f => f.ImagePath).ToArray());
     }
 
     /// <summary>

@@ -4,17 +4,18 @@ namespace MergeMix.ML.Runtime;
 internal static class ExceptionMessages
 {
     /// <summary>
-    /// The message of <paramref name="error"/> without the " (Parameter 'x')" suffix (and the actual-value line) that
+    /// The message of <paramref name="error"/> without the " (Parameter 'x')" suffix that
     /// <see cref="ArgumentException.Message"/> appends, so that wrapping it in a new <see cref="ArgumentException"/>
-    /// does not print the suffix twice.
+    /// does not print the suffix twice (an <see cref="ArgumentOutOfRangeException"/>'s actual-value line is kept).
     /// </summary>
     public static string WithoutParameter(Exception error)
     {
         string message = error.Message;
         if (error is ArgumentException { ParamName: { } name })
         {
-            int at = message.IndexOf($" (Parameter '{name}')", StringComparison.Ordinal);
-            if (at >= 0) message = message[..at];
+            string suffix = $" (Parameter '{name}')";
+            int at = message.IndexOf(suffix, StringComparison.Ordinal);
+            if (at >= 0) message = message.Remove(at, suffix.Length);
         }
         return message;
     }

@@ -1,0 +1,136 @@
+using MergeMix.ML.Alignment;
+using MergeMix.ML.Data;
+using MergeMix.ML.Imaging;
+using MergeMix.ML.Vision;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MergeMix.ML.Tests.Reliability;
+
+/// <summary>Each message names the column, option, row or file it is about, once, with the user's numbering.</summary>
+[TestClass]
+public sealed class ErrorMessageTests
+{
+    private sealed class Row
+    {
+        [VectorType(3, 16, 16)] public float[] Features { get; set; } = Array.Empty<float>();
+        public string Prompt { get; set; } = "";
+        public string Answer { get; set; } = "";
+        public string Scored { get; set; } = "";
+    }
+
+    private sealed class InterleavedRow
+    {
+        [VectorType(16, 16, 3)] public float[] Features { get; set; } = Array.Empty<float>();
+        public string Prompt { get; set; } = "";
+        public string Answer { get; set; } = "";
+    }
+
+    private static Row[] Rows(int count)
+    {
+        var (images, scenes) = SyntheticShapes.Generate(count, seed: 3, new SyntheticShapesOptions { Width = 16, Height = 16, MaxObjects = 1 });
+        return Enumerable.Range(0, count).Select(i => new Row
+        {
+            Features = images.Image(i).ToArray(), Prompt = "describe the image", Answer = scenes[i].Caption, Scored = scenes[i].Caption,
+        }).ToArray();
+    }
+
+    private static PreferenceTuningEstimator.Options TinySft() => new()
+    {
+        Encoder = new VisionTransformerEncoderOptions
+        {
+            Vision = new VisionTransformerOptions { PatchSize = 4, Width = 16, Depth = 2, Heads = 2, ClassCount = 1, DropPathRate = 0 },
+            FeatureLayer = -1,
+        },
+        Model = new MultimodalLmOptions { ModelDim = 16, Layers = 1, Heads = 2, MaxTextLength = 20 },
+        Trainer = new PreferenceTrainerOptions { BatchSize = 6 },
+        SftEpochs = 1,
+        PreferenceEpochs = 0,
+        MaxNewTokens = 2,
+        GenerationBatchSize = 4,
+    };
+
+    private static int Occurrences(string text, string part) => (text.Length - text.Replace(part, "").Length) / part.Length;
+
+    [TestMethod]
+    public void ScoringErrorsNameTheRowOfTheInputAndTheParameterOnce()
+    {
+        var ml = new MLContext(0);
+        var rows = Rows(12);
+        var options = TinySft();
+        options.ScoreResponseColumnName = "Scored";
+        using var model = ml.Alignment().PreferenceTuning(options).Fit(ml.Data.LoadFromEnumerable(rows));
+
+        // Transform is lazy: the rows are scored, and checked, as they are read.
+        float[] Score(Row[] input) => model.Transform(ml.Data.LoadFromEnumerable(input)).GetColumn<float>("ResponseLogProb").ToArray();
+        Assert.AreEqual(12, Score(rows).Length);
+        rows[9].Scored = "";
+        var empty = Assert.ThrowsExactly<ArgumentException>(() => Score(rows));
+        StringAssert.Contains(empty.Message, "row 9");
+        StringAssert.Contains(empty.Message, "'Scored'");
+        Assert.AreEqual(1, Occurrences(empty.Message, "(Parameter"), empty.Message);
+
+        rows[9].Scored = rows[8].Scored;
+        rows[10].Prompt = "describe \u2603";
+        var unknown = Assert.ThrowsExactly<ArgumentException>(() => Score(rows));
+        StringAssert.Contains(unknown.Message, "row 10");
+        StringAssert.Contains(unknown.Message, "'Prompt'");
+        Assert.AreEqual(1, Occurrences(unknown.Message, "(Parameter"), unknown.Message);
+    }
+
+    [TestMethod]
+    public void InterleavedPixelsAreReportedAsSuchNotAsOddImageSizes()
+    {
+        var ml = new MLContext(0);
+        var rows = Rows(4).Select(r => new InterleavedRow { Features = r.Features, Prompt = r.Prompt, Answer = r.Answer });
+        var error = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Alignment().PreferenceTuning(TinySft()).Fit(ml.Data.LoadFromEnumerable(rows)));
+        StringAssert.Contains(error.Message, "'Features'");
+        StringAssert.Contains(error.Message, "16×16×3");
+        StringAssert.Contains(error.Message, "interleaved");
+        StringAssert.Contains(error.Message, "interleavePixelColors: false");
+        Assert.IsFalse(error.Message.Contains("16×3 images"), error.Message);
+    }
+
+    [TestMethod]
+    public void LabelSmoothingIsRejectedByObjectivesThatWouldIgnoreIt()
+    {
+        foreach (var objective in new[] { PreferenceObjective.MixedSimPo, PreferenceObjective.Ipo, PreferenceObjective.Hinge })
+        {
+            var options = new PreferenceTrainerOptions { Objective = objective, LabelSmoothing = 0.1 };
+            var error = Assert.ThrowsExactly<ArgumentOutOfRangeException>(options.Validate, objective.ToString());
+            Assert.AreEqual(nameof(PreferenceTrainerOptions.LabelSmoothing), error.ParamName);
+            StringAssert.Contains(error.Message, objective.ToString());
+        }
+        new PreferenceTrainerOptions { Objective = PreferenceObjective.Dpo, LabelSmoothing = 0.1 }.Validate();
+        new PreferenceTrainerOptions { Objective = PreferenceObjective.SimPo, LabelSmoothing = 0.1 }.Validate(); // SimPO's smoothed form
+        var estimator = new PreferenceTuningEstimator.Options { Trainer = new PreferenceTrainerOptions { Objective = PreferenceObjective.MixedSimPo, LabelSmoothing = 0.1 } };
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new MLContext(0).Alignment().PreferenceTuning(estimator));
+    }
+
+    [TestMethod]
+    public void AnUnreadableImageFileIsNamedByItsPath()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "mergemix-unreadable-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var pixels = new float[3 * 8 * 8];
+            foreach (var name in new[] { "cat", "dog" })
+            {
+                Directory.CreateDirectory(Path.Combine(root, name));
+                for (int i = 0; i < 2; i++) PngWriter.Save(Path.Combine(root, name, $"{i}.png"), pixels, 3, 8, 8);
+            }
+            string broken = Path.Combine(root, "dog", "2.png");
+            File.WriteAllBytes(broken, new byte[] { 1, 2, 3, 4, 5, 6, 7, 8 });
+
+            var ml = new MLContext(0);
+            var lazy = Assert.ThrowsExactly<InvalidDataException>(() => ImageFolderLoader.Load(ml, root, 8, 8).GetColumn<float[]>("Features").ToArray());
+            StringAssert.Contains(lazy.Message, broken);
+            var eager = Assert.ThrowsExactly<InvalidDataException>(() => ImageFolderLoader.LoadSet(ml, root, 8, 8));
+            StringAssert.Contains(eager.Message, broken);
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
+}
