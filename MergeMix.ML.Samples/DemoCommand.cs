@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using MergeMix.ML.Classification;
 using MergeMix.ML.Data;
+using MergeMix.ML.Persistence;
 using MergeMix.ML.Transforms;
 using MergeMix.ML.Vision;
 using Microsoft.ML;
@@ -92,6 +93,17 @@ internal static class DemoCommand
         using var loaded = VisionTransformerClassifier.Load(modelPath);
         var reloaded = ml.MulticlassClassification.Evaluate(loaded.Transform(testData));
         Console.WriteLine($"Saved to {modelPath}; reloaded accuracy {reloaded.MicroAccuracy:P2} (identical: {reloaded.MicroAccuracy == metrics.MicroAccuracy})");
+
+        // The whole chain as one ML.NET model file: the mixer becomes an identity, the ViT an ONNX graph, so loading it
+        // needs only Microsoft.ML, Microsoft.ML.OnnxTransformer and ONNX Runtime (no TorchSharp).
+        var chainPath = Path.Combine(output, "model.zip");
+        ml.Model.SaveAtomically(model, trainData.Schema, chainPath);
+        var deployment = new MLContext(seed: 0);
+        var fromFile = deployment.Model.Load(chainPath, out _).Transform(testData);
+        var onnxMetrics = deployment.MulticlassClassification.Evaluate(fromFile);
+        var agree = model.Transform(testData).GetColumn<uint>("PredictedLabel").Zip(fromFile.GetColumn<uint>("PredictedLabel")).Count(p => p.First == p.Second);
+        Console.WriteLine($"mlContext.Model.Save of the chain to {chainPath} ({new FileInfo(chainPath).Length / 1024} KB); Model.Load runs it on ONNX Runtime: " +
+            $"accuracy {onnxMetrics.MicroAccuracy:P2}, log-loss {onnxMetrics.LogLoss:F4}, {agree}/{test.Count} predictions equal to TorchSharp's");
 
         var mixerTransformer = (MixingTransformer)model.First();
         var grids = Grids.WriteAll(test, mixerTransformer.AttentionSource!, output, "synthetic");

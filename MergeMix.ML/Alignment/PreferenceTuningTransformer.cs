@@ -168,11 +168,16 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
         return new PreferenceEvaluation(pairs.Count, (double)wins / pairs.Count, chosenSum / pairs.Count, rejectedSum / pairs.Count);
     }
 
-    /// <summary>Not supported: ML.NET model files cannot hold TorchSharp weights.</summary>
+    /// <summary>
+    /// Not supported: generation is a sampling loop over a TorchSharp LM, not one graph that ML.NET's ONNX transformer
+    /// could hold (the ViT classifier saves that way). ML.NET's path overload of Model.Save has already truncated its
+    /// file when this throws; <see cref="Persistence.ModelFileCatalog.SaveAtomically"/> does not.
+    /// </summary>
     void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        "mlContext.Model.Save cannot store a TorchSharp multimodal LM (ML.NET keeps its model-file API internal). " +
-        "Call transformer.Save(path) and PreferenceTuningTransformer.Load(path); save any preprocessing transformers before it " +
-        "with mlContext.Model.Save on their own chain.");
+        "mlContext.Model.Save cannot store a PreferenceTuningTransformer: its generation is a sampling loop over a TorchSharp multimodal LM, " +
+        "not one ONNX graph. Call transformer.Save(path) and PreferenceTuningTransformer.Load(path); save any preprocessing transformers " +
+        "before it on their own chain, with mlContext.Model.SaveAtomically (MergeMix.ML.Persistence), which leaves an existing file intact " +
+        "when saving fails (ML.NET's Model.Save(..., path) truncates it first).");
 
     /// <summary>Writes one zip: <c>transformer.json</c> (columns, generation settings, encoder options, history) and
     /// <c>model.zip</c> (<see cref="MultimodalLm.Save(Stream)"/>: architecture, tokenizer, weights).</summary>
