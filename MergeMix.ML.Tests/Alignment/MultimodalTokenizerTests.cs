@@ -49,7 +49,7 @@ public sealed class MultimodalTokenizerTests
         var tok = Task();
         foreach (string s in TaskSentences)
             Assert.AreEqual(s, tok.Decode(tok.Encode(s)));
-        var tokens = tok.Bpe.EncodeToTokens("a blue square, on the left.", out _).Select(t => t.Value).ToArray();
+        var tokens = tok.Bpe!.EncodeToTokens("a blue square, on the left.", out _).Select(t => t.Value).ToArray();
         CollectionAssert.AreEqual(new[] { "a", "Ġblue", "Ġsquare", ",", "Ġon", "Ġthe", "Ġleft", "." }, tokens);
         // A new word made of known characters still round-trips.
         Assert.AreEqual("a red triangle, 23 ?", tok.Decode(tok.Encode("a red triangle, 23 ?")));

@@ -253,16 +253,20 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
     /// Loads a model saved with <see cref="Save(string)"/>. <paramref name="visionEncoder"/> must be a freshly built
     /// encoder of the same architecture (its weights are overwritten). The model is returned on the CPU.
     /// </summary>
-    public static MultimodalLm Load(string path, VisionEncoder visionEncoder)
+    /// <param name="path">The archive.</param>
+    /// <param name="visionEncoder">A fresh encoder of the saved architecture.</param>
+    /// <param name="baseTokenizer">The Microsoft.ML.Tokenizers tokenizer the model's tokenizer wrapped
+    /// (<see cref="MultimodalTokenizer.FromTokenizer"/>); not needed for the in-code BPE or a Tiktoken encoding.</param>
+    public static MultimodalLm Load(string path, VisionEncoder visionEncoder, Microsoft.ML.Tokenizers.Tokenizer? baseTokenizer = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"model file '{path}' was not found.", path);
         using var file = File.OpenRead(path);
-        return Load(file, visionEncoder);
+        return Load(file, visionEncoder, baseTokenizer);
     }
 
     /// <summary>Loads a model from a stream holding the archive of <see cref="Save(Stream)"/>; the stream is left open.</summary>
-    public static MultimodalLm Load(Stream stream, VisionEncoder visionEncoder)
+    public static MultimodalLm Load(Stream stream, VisionEncoder visionEncoder, Microsoft.ML.Tokenizers.Tokenizer? baseTokenizer = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(visionEncoder);
@@ -279,7 +283,7 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
                 $"the given one has {visionEncoder.FeatureDim} and {visionEncoder.TokenCount}.", nameof(visionEncoder));
         MultimodalTokenizer tokenizer;
         using (var entry = ArchiveEntries.Get(zip, "tokenizer.json", ArchiveKind).Open())
-            tokenizer = MultimodalTokenizer.Load(entry);
+            tokenizer = MultimodalTokenizer.Load(entry, baseTokenizer);
         var model = new MultimodalLm(visionEncoder, tokenizer, header.Options);
         ArchiveEntries.Read(zip, "model.bin", ArchiveKind, r => model.load(r, strict: true));
         return model;
