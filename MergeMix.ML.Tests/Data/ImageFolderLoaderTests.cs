@@ -162,4 +162,39 @@ public sealed class ImageFolderLoaderTests
         var badWidth = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ImageFolderLoader.Load(ml, _folder, 0, H));
         Assert.AreEqual("width", badWidth.ParamName);
     }
+
+    [TestMethod]
+    public void HiddenFoldersAndFilesAreSkipped()
+    {
+        WriteTree();
+        WriteImage(Path.Combine(".ipynb_checkpoints", "a-checkpoint.png"), W, H, (x, y) => Pixel(3, x, y));
+        WriteImage(Path.Combine("ant", ".ipynb_checkpoints", "b-checkpoint.png"), W, H, (x, y) => Pixel(3, x, y));
+        WriteImage(Path.Combine("ant", "._b.png"), W, H, (x, y) => Pixel(3, x, y));
+        var (classes, files) = ImageFolderLoader.ListImages(_folder);
+        CollectionAssert.AreEqual(new[] { "Zebra", "ant" }, classes.ToArray());
+        Assert.HasCount(3, files);
+    }
+
+    [TestMethod]
+    public void AGivenClassListFixesTheKeysOfATreeThatLacksAClass()
+    {
+        // The test tree has no 'Zebra' folder: with the training class list, 'ant' keeps key 2.
+        WriteImage(Path.Combine("ant", "b.png"), W, H, (x, y) => Pixel(2, x, y));
+        WriteImage(Path.Combine("bee", "c.png"), W, H, (x, y) => Pixel(1, x, y));
+        var ml = new MLContext(1);
+        var classes = new[] { "Zebra", "ant", "bee" };
+        var view = ImageFolderLoader.Load(ml, _folder, W, H, classNames: classes);
+        CollectionAssert.AreEqual(classes, ImageColumns.ClassNamesOf(view.Schema["Label"]).ToArray());
+        CollectionAssert.AreEqual(new[] { 2u, 3u }, view.GetColumn<uint>("Label").ToArray());
+        var set = ImageFolderLoader.LoadSet(ml, _folder, W, H, classNames: classes);
+        CollectionAssert.AreEqual(new[] { 1, 2 }, set.Labels);
+
+        // A folder the list does not name is an error, not a new class.
+        WriteImage(Path.Combine("cat", "d.png"), W, H, (x, y) => Pixel(0, x, y));
+        var unknown = Assert.ThrowsExactly<InvalidDataException>(() => ImageFolderLoader.Load(ml, _folder, W, H, classNames: classes));
+        StringAssert.Contains(unknown.Message, "'cat'");
+        StringAssert.Contains(unknown.Message, "Zebra, ant, bee");
+        Assert.AreEqual("classNames", Assert.ThrowsExactly<ArgumentException>(
+            () => ImageFolderLoader.ListImages(_folder, new[] { "ant", "ant" })).ParamName);
+    }
 }

@@ -110,4 +110,43 @@ public sealed class ClassifierEntryPointTests
         }
         Assert.AreEqual(set.Count, scored.GetColumn<float[]>("Features").Count());
     }
+
+    // The same images with the class list in another order (a test folder lacking a class, or sorted differently).
+    private static IDataView Relabelled(MLContext ml, MergeMix.ML.Data.LabeledImageSet set, string[] names) =>
+        new MergeMix.ML.Data.LabeledImageSet(set.Pixels, set.Labels, names, set.Channels, set.Height, set.Width).ToDataView(ml);
+
+    [TestMethod]
+    public void TransformAndEvaluateRejectALabelColumnWhoseKeyNamesDiffer()
+    {
+        var ml = new MLContext(1);
+        var set = Shapes(12, 2);
+        var names = _classifier!.ClassNames.ToArray();
+        var swapped = names.ToArray();
+        (swapped[1], swapped[2]) = (swapped[2], swapped[1]);
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Evaluate(_classifier.Transform(Relabelled(ml, set, swapped))));
+        Assert.AreEqual("Label", e.ParamName);
+        StringAssert.Contains(e.Message, $"Label column 'Label' has key 2 = '{swapped[1]}', but the classifier's key 2 is '{names[1]}'");
+        StringAssert.Contains(e.Message, "classNames: classifier.ClassNames");
+        var fewer = names.Take(5).ToArray();
+        var shorter = new MergeMix.ML.Data.LabeledImageSet(set.Pixels, set.Labels.Select(l => Math.Min(l, 4)).ToArray(), fewer, 3, 16, 16).ToDataView(ml);
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => _classifier.Transform(shorter)).Message,
+            $"only in the classifier: '{names[5]}'");
+        // Matching names pass; so does data without a label column.
+        _ = ml.MulticlassClassification.Evaluate(_classifier.Transform(set.ToDataView(ml)));
+        _ = _classifier.Transform(ml.Data.LoadFromEnumerable(new[] { new ImageInput { Features = set.Image(0).ToArray() } })).GetColumn<uint>("PredictedLabel").ToArray();
+    }
+
+    [TestMethod]
+    public void FitRejectsAValidationSetWhoseKeyNamesDiffer()
+    {
+        var ml = new MLContext(1);
+        var train = Shapes(32, 1);
+        var names = train.ClassNames.ToArray();
+        var reversed = names.Reverse().ToArray();
+        var options = Options();
+        options.ValidationSet = Relabelled(ml, Shapes(12, 2), reversed);
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.VisionTransformer(options).Fit(train.ToDataView(ml)));
+        Assert.AreEqual("ValidationSet", e.ParamName);
+        StringAssert.Contains(e.Message, $"has key 1 = '{reversed[0]}', but the training data's key 1 is '{names[0]}'");
+    }
 }

@@ -44,8 +44,8 @@ public static class ClassifierTraining
             throw new ArgumentException($"Soft labels must hold {train.Count}×{classes} values, got {softLabels.Length}.", nameof(softLabels));
         if (softLabels is not null && options.OnlineMixing is not null)
             throw new ArgumentException(VisionTransformerTrainerOptions.SoftLabelsWithOnlineMixing, nameof(options));
-        if (validation is not null && (validation.ImageSize != train.ImageSize || validation.ClassNames.Count != classes))
-            throw new ArgumentException($"The validation set must have the training set's image shape ({train.Channels}×{train.Height}×{train.Width}) and {classes} classes.", nameof(validation));
+        if (validation is not null && (validation.ImageSize != train.ImageSize || !validation.ClassNames.SequenceEqual(train.ClassNames)))
+            throw new ArgumentException($"The validation set must have the training set's image shape ({train.Channels}×{train.Height}×{train.Width}) and classes ({string.Join(", ", train.ClassNames)}), in that order.", nameof(validation));
 
         var device = TorchDevice.Resolve(options.Device, nameof(options.Device));
         if (options.Threads <= 0) return Run(train, softLabels, validation, options, channel, device, pretrained);

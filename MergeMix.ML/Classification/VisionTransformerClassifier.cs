@@ -22,8 +22,9 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
     private const string FormatVersion = "MergeMix.ML.VisionTransformerClassifier/1";
 
     internal VisionTransformerClassifier(ImageClassifierModel model, IReadOnlyList<string> classNames, string featureColumn, string scoreColumn,
-        string predictedLabelColumn, IReadOnlyList<EpochReport> history)
+        string predictedLabelColumn, IReadOnlyList<EpochReport> history, string? labelColumn = DefaultLabelColumn)
     {
+        LabelColumnName = labelColumn;
         Model = model;
         ClassNames = classNames;
         FeatureColumnName = featureColumn;
@@ -43,6 +44,14 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
 
     /// <summary>Image column read at prediction time.</summary>
     public string FeatureColumnName { get; }
+
+    /// <summary>
+    /// Key label column that, when the scored data has it, must name the classes as <see cref="ClassNames"/> does (checked
+    /// by Transform, so Evaluate never compares keys of other classes); null skips the check. The trainer's label column.
+    /// </summary>
+    public string? LabelColumnName { get; set; }
+
+    private const string DefaultLabelColumn = "Label";
 
     /// <summary>Probability column written.</summary>
     public string ScoreColumnName { get; }
@@ -137,7 +146,7 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
     {
         using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
         var header = new SavedHeader(FormatVersion, Model.Options, ClassNames.ToArray(), Model.ChannelMean.ToArray(), Model.ChannelStd.ToArray(),
-            FeatureColumnName, ScoreColumnName, PredictedLabelColumnName, MergeAtInference);
+            FeatureColumnName, ScoreColumnName, PredictedLabelColumnName, MergeAtInference, LabelColumnName);
         using (var writer = new StreamWriter(zip.CreateEntry("classifier.json").Open(), Encoding.UTF8))
             writer.Write(JsonSerializer.Serialize(header, ClassifierTraining.Json));
         using var weights = zip.CreateEntry("weights.bin").Open();
@@ -170,7 +179,8 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
         }
         model.to(TorchDevice.Resolve(device, nameof(device)));
         model.eval();
-        var classifier = new VisionTransformerClassifier(model, header.ClassNames, header.FeatureColumn, header.ScoreColumn, header.PredictedLabelColumn, Array.Empty<EpochReport>());
+        var classifier = new VisionTransformerClassifier(model, header.ClassNames, header.FeatureColumn, header.ScoreColumn, header.PredictedLabelColumn, Array.Empty<EpochReport>(),
+            header.LabelColumn ?? DefaultLabelColumn);
         classifier.MergeAtInference = header.MergeAtInference;
         return classifier;
     }
@@ -179,7 +189,7 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
     public void Dispose() => Model.Dispose();
 
     private sealed record SavedHeader(string Format, VisionTransformerOptions Model, string[] ClassNames, float[] ChannelMean, float[] ChannelStd,
-        string FeatureColumn, string ScoreColumn, string PredictedLabelColumn, bool MergeAtInference);
+        string FeatureColumn, string ScoreColumn, string PredictedLabelColumn, bool MergeAtInference, string? LabelColumn = null);
 
     private ImageColumns.ImageShape ValidateInput(DataViewSchema schema)
     {
@@ -188,6 +198,8 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
         if (shape.Channels != o.Channels || shape.Height != o.ImageSize || shape.Width != o.ImageSize)
             throw new ArgumentOutOfRangeException(FeatureColumnName,
                 $"Column '{FeatureColumnName}' holds {shape.Channels}×{shape.Height}×{shape.Width} images, but the model was trained on {o.Channels}×{o.ImageSize}×{o.ImageSize}.");
+        if (LabelColumnName is { } label && schema.GetColumnOrNull(label) is { } labelColumn)
+            ImageColumns.CheckKeyNames(labelColumn, ClassNames, "the classifier", label);
         return shape;
     }
 

@@ -39,12 +39,18 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
         // A checkpoint is read (and checked against the schema) before the rows too: a wrong file fails fast.
         using var pretrained = o.InitialWeights is { } weights ? VisionTransformerCheckpoint.Read(weights) : null;
         var softColumn = ValidateSchema(input.Schema, o, pretrained);
+        if (o.ValidationSet is { } validationSet)
+        {
+            ImageColumns.ValidateKeyLabel(validationSet.Schema, o.LabelColumnName);
+            ImageColumns.CheckKeyNames(validationSet.Schema[o.LabelColumnName], ImageColumns.ValidateKeyLabel(input.Schema, o.LabelColumnName),
+                "the training data", nameof(VisionTransformerTrainerOptions.ValidationSet));
+        }
         var train = LabeledImageSet.FromDataView(input, o.FeatureColumnName, o.LabelColumnName);
         var soft = softColumn is { } column ? ReadSoftLabels(input, column) : null;
         var validation = o.ValidationSet is null ? null : LabeledImageSet.FromDataView(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName);
         using var channel = _environment?.Start("VisionTransformerTrainer");
         var (model, history) = ClassifierTraining.Train(train, soft, validation, o, channel, pretrained);
-        return new VisionTransformerClassifier(model, train.ClassNames, o.FeatureColumnName, o.ScoreColumnName, o.PredictedLabelColumnName, history);
+        return new VisionTransformerClassifier(model, train.ClassNames, o.FeatureColumnName, o.ScoreColumnName, o.PredictedLabelColumnName, history, o.LabelColumnName);
     }
 
     /// <inheritdoc />

@@ -80,6 +80,42 @@ public static class ImageColumns
         return Enumerable.Range(0, count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
     }
 
+    /// <summary>
+    /// Checks that key label column <paramref name="column"/> numbers the classes as <paramref name="expected"/> does
+    /// (<paramref name="owner"/>: "the classifier", "the training data", ...). ML.NET compares keys by number, so data
+    /// whose keys name other classes (a folder tree that lacks a class, another sort order) would give wrong metrics
+    /// and wrong soft labels without any error. A key column without KeyValues is checked by its class count only.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The key names differ; the message names the column and the first difference.</exception>
+    public static void CheckKeyNames(DataViewSchema.Column column, IReadOnlyList<string> expected, string owner, string parameterName)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        if (column.Type is not KeyDataViewType key) return;
+        bool named = column.Annotations.Schema.GetColumnOrNull(LabeledImageSet.AnnotationKeyValues) is { Type: VectorDataViewType { ItemType: TextDataViewType } };
+        if (!named)
+        {
+            if (key.Count != (ulong)expected.Count)
+                throw new ArgumentOutOfRangeException(parameterName,
+                    $"Label column '{column.Name}' has {key.Count} keys, but {owner} has {expected.Count} classes ({string.Join(", ", expected)}).");
+            return;
+        }
+        var actual = ClassNamesOf(column);
+        if (actual.SequenceEqual(expected, StringComparer.Ordinal)) return;
+        var parts = new List<string>();
+        int first = Enumerable.Range(0, Math.Min(actual.Count, expected.Count)).FirstOrDefault(i => actual[i] != expected[i], -1);
+        parts.Add(first >= 0
+            ? $"has key {first + 1} = '{actual[first]}', but {owner}'s key {first + 1} is '{expected[first]}'"
+            : $"has {actual.Count} keys, but {owner} has {expected.Count}");
+        var onlyData = actual.Except(expected, StringComparer.Ordinal).ToArray();
+        var onlyExpected = expected.Except(actual, StringComparer.Ordinal).ToArray();
+        if (onlyData.Length > 0) parts.Add($"only in the data: {string.Join(", ", onlyData.Select(n => $"'{n}'"))}");
+        if (onlyExpected.Length > 0) parts.Add($"only in {owner}: {string.Join(", ", onlyExpected.Select(n => $"'{n}'"))}");
+        throw new ArgumentOutOfRangeException(parameterName,
+            $"Label column '{column.Name}' {string.Join("; ", parts)}. Keys are compared by number, so the results would be wrong. " +
+            "Give the data the training class list: ImageFolderLoader.Load(..., classNames: classifier.ClassNames), or " +
+            "MapValueToKey(..., keyData: a view of those names) with KeyOrdinality.ByOccurrence.");
+    }
+
     /// <summary>The schema of an image column (dims C, H, W) and a key label column with <paramref name="classNames"/> as KeyValues.</summary>
     public static DataViewSchema BuildSchema(string imageColumnName, string labelColumnName, int channels, int height, int width, IReadOnlyList<string> classNames)
     {

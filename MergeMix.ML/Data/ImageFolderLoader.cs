@@ -27,39 +27,62 @@ public static class ImageFolderLoader
     public sealed record ImageFile(string ImagePath, string Label);
 
     /// <summary>
-    /// Lists the classes (sub-folders, sorted ordinally) and their image files (sorted ordinally by path within each
-    /// class, classes in class order).
+    /// Lists the classes and their image files (sorted ordinally by path within each class, classes in class order).
+    /// Without <paramref name="classNames"/> the classes are the sub-folders, sorted ordinally; with it (e.g. the training
+    /// set's, <c>classifier.ClassNames</c>) the classes are exactly that list, in that order, so a tree that lacks a class
+    /// keeps every other class's key. Hidden folders and files (name starting with '.', or the Hidden attribute, such as
+    /// <c>.ipynb_checkpoints</c> or <c>._photo.jpg</c>) are skipped at every level.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException"><paramref name="folder"/> does not exist.</exception>
-    /// <exception cref="InvalidDataException">Fewer than two class folders, no image at all, or a class folder without images.</exception>
-    public static (IReadOnlyList<string> ClassNames, IReadOnlyList<ImageFile> Files) ListImages(string folder)
+    /// <exception cref="InvalidDataException">Fewer than two class folders (without a class list), no image at all, a class
+    /// folder without images, or a folder the class list does not name.</exception>
+    public static (IReadOnlyList<string> ClassNames, IReadOnlyList<ImageFile> Files) ListImages(string folder, IReadOnlyList<string>? classNames = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         var root = Path.GetFullPath(folder);
         if (!Directory.Exists(root))
             throw new DirectoryNotFoundException($"Image folder '{root}' not found.");
-        var classFolders = Directory.GetDirectories(root).OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal).ToArray();
-        var classNames = classFolders.Select(d => Path.GetFileName(d)!).ToArray();
-        if (classNames.Length < 2)
-            throw new InvalidDataException(
-                $"Image folder '{root}' must have one sub-folder per class and at least 2 classes, but has {classNames.Length}" +
-                (classNames.Length == 1 ? $" ('{classNames[0]}')." : "."));
+        var classFolders = Directory.GetDirectories(root).Where(d => !IsHidden(d)).OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal).ToArray();
+        var folderNames = classFolders.Select(d => Path.GetFileName(d)!).ToArray();
+        string[] classes;
+        if (classNames is null)
+        {
+            classes = folderNames;
+            if (classes.Length < 2)
+                throw new InvalidDataException(
+                    $"Image folder '{root}' must have one sub-folder per class and at least 2 classes, but has {classes.Length}" +
+                    (classes.Length == 1 ? $" ('{classes[0]}')." : "."));
+        }
+        else
+        {
+            classes = classNames.ToArray();
+            if (classes.Length < 2)
+                throw new ArgumentException($"Need at least 2 class names, got {classes.Length}.", nameof(classNames));
+            if (classes.Distinct(StringComparer.Ordinal).Count() != classes.Length)
+                throw new ArgumentException($"Class names must be distinct: {string.Join(", ", classes)}.", nameof(classNames));
+            var unknown = folderNames.Where(f => !classes.Contains(f, StringComparer.Ordinal)).ToArray();
+            if (unknown.Length > 0)
+                throw new InvalidDataException(
+                    $"Image folder '{root}' has class folder(s) {string.Join(", ", unknown.Select(u => $"'{u}'"))} that the class list does not name " +
+                    $"({string.Join(", ", classes)}); remove them or add them to the list.");
+        }
 
         var files = new List<ImageFile>();
         var empty = new List<string>();
-        for (int c = 0; c < classFolders.Length; c++)
+        foreach (var className in classes)
         {
-            var images = Directory.EnumerateFiles(classFolders[c], "*", SearchOption.AllDirectories)
-                .Where(IsImage).Order(StringComparer.Ordinal).ToArray();
+            var classFolder = Path.Combine(root, className);
+            if (!folderNames.Contains(className, StringComparer.Ordinal)) continue; // a class this tree lacks
+            var images = VisibleFiles(classFolder).Where(IsImage).Order(StringComparer.Ordinal).ToArray();
             if (images.Length == 0)
-                empty.Add(classNames[c]);
-            files.AddRange(images.Select(p => new ImageFile(p, classNames[c])));
+                empty.Add(className);
+            files.AddRange(images.Select(p => new ImageFile(p, className)));
         }
         if (files.Count == 0)
             throw new InvalidDataException($"Image folder '{root}' holds no images ({string.Join(", ", ImageExtensions)}) in its class folders.");
         if (empty.Count > 0)
             throw new InvalidDataException($"Image folder '{root}': class folder(s) {string.Join(", ", empty.Select(e => $"'{e}'"))} hold no images ({string.Join(", ", ImageExtensions)}).");
-        return (Array.AsReadOnly(classNames), files.AsReadOnly());
+        return (Array.AsReadOnly(classes), files.AsReadOnly());
     }
 
     /// <summary>
@@ -106,15 +129,18 @@ public static class ImageFolderLoader
     /// <paramref name="width"/>, planar RGB, 0..255). Files are decoded when the view is read; a file that cannot be
     /// decoded then fails with an <see cref="InvalidDataException"/> naming its path.
     /// </summary>
+    /// <remarks>Pass the training set's class list as <paramref name="classNames"/> when loading a validation or test tree
+    /// (<c>classifier.ClassNames</c>, or <c>ImageColumns.ClassNamesOf(train.Schema["Label"])</c>): keys are compared by
+    /// number, and a tree that lacks a class would otherwise number the others differently.</remarks>
     /// <exception cref="DirectoryNotFoundException"><paramref name="folder"/> does not exist.</exception>
-    /// <exception cref="InvalidDataException">Fewer than two class folders, no image at all, or a class folder without images.</exception>
+    /// <exception cref="InvalidDataException">See <see cref="ListImages"/>.</exception>
     public static IDataView Load(MLContext mlContext, string folder, int width, int height,
         string featureColumnName = "Features", string labelColumnName = "Label",
-        ImageResizingEstimator.ResizingKind resizing = ImageResizingEstimator.ResizingKind.IsoCrop)
+        ImageResizingEstimator.ResizingKind resizing = ImageResizingEstimator.ResizingKind.IsoCrop, IReadOnlyList<string>? classNames = null)
     {
         ArgumentNullException.ThrowIfNull(mlContext);
-        var (classNames, files) = ListImages(folder);
-        var pipeline = CreatePipeline(mlContext, classNames, width, height, featureColumnName, labelColumnName, resizing);
+        var (classes, files) = ListImages(folder, classNames);
+        var pipeline = CreatePipeline(mlContext, classes, width, height, featureColumnName, labelColumnName, resizing);
 
         var definition = SchemaDefinition.Create(typeof(PathRow));
         definition[nameof(PathRow.Label)].ColumnName = labelColumnName;
@@ -127,10 +153,23 @@ public static class ImageFolderLoader
     /// <see cref="Load"/> and <see cref="LabeledImageSet.FromDataView"/>), in <see cref="ListImages"/> order.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException"><paramref name="folder"/> does not exist.</exception>
-    /// <exception cref="InvalidDataException">Fewer than two class folders, no image at all, or a class folder without images.</exception>
+    /// <exception cref="InvalidDataException">See <see cref="ListImages"/>.</exception>
     public static LabeledImageSet LoadSet(MLContext mlContext, string folder, int width, int height,
-        ImageResizingEstimator.ResizingKind resizing = ImageResizingEstimator.ResizingKind.IsoCrop) =>
-        LabeledImageSet.FromDataView(Load(mlContext, folder, width, height, resizing: resizing));
+        ImageResizingEstimator.ResizingKind resizing = ImageResizingEstimator.ResizingKind.IsoCrop, IReadOnlyList<string>? classNames = null) =>
+        LabeledImageSet.FromDataView(Load(mlContext, folder, width, height, resizing: resizing, classNames: classNames));
+
+    private static bool IsHidden(string path) =>
+        Path.GetFileName(path).StartsWith('.') || (File.GetAttributes(path) & FileAttributes.Hidden) != 0;
+
+    // Recursive listing that does not descend into hidden folders.
+    private static IEnumerable<string> VisibleFiles(string folder)
+    {
+        foreach (var file in Directory.EnumerateFiles(folder))
+            if (!IsHidden(file)) yield return file;
+        foreach (var sub in Directory.EnumerateDirectories(folder))
+            if (!IsHidden(sub))
+                foreach (var file in VisibleFiles(sub)) yield return file;
+    }
 
     private static bool IsImage(string path)
     {

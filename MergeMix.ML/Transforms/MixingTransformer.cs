@@ -146,6 +146,7 @@ public sealed class MixingTransformer : ITransformer
         if (names.Count != _classNames.Count)
             throw new ArgumentOutOfRangeException(_options.LabelColumnName,
                 $"Label column '{_options.LabelColumnName}' has {names.Count} classes, but the mixer was fitted with {_classNames.Count}.");
+        ImageColumns.CheckKeyNames(schema[_options.LabelColumnName], _classNames, "the mixer's fitting data", _options.LabelColumnName);
     }
 
     private sealed class IdentityRowMapper : IRowToRowMapper
