@@ -20,11 +20,12 @@ public sealed class OnnxExportTests
     /// A classifier with random weights: 16 patches + CLS, 3 blocks, proportional attention, 7 merges spread over the
     /// blocks, non-trivial normalisation.
     /// </summary>
-    internal static VisionTransformerClassifier RandomClassifier(bool merge, ulong seed = 3)
+    internal static VisionTransformerClassifier RandomClassifier(bool merge, ulong seed = 3, double layerNormEpsilon = 1e-6)
     {
         var options = new VisionTransformerOptions
         {
             ImageSize = Side, PatchSize = 4, Width = 24, Depth = 3, Heads = 2, ClassCount = ClassNames.Length, MergeCount = 7, DropPathRate = 0.1,
+            LayerNormEpsilon = layerNormEpsilon,
         };
         using var generator = new Generator(seed);
         var model = new ImageClassifierModel(options, new[] { 120f, 110f, 100f }, new[] { 60f, 55f, 70f }, generator);
@@ -80,6 +81,24 @@ public sealed class OnnxExportTests
         CollectionAssert.AreEqual(expectedLabels, labels);
         // Random weights must still give different answers for different images, or the comparison proves little.
         Assert.IsGreaterThan(1, labels.Distinct().Count(), "every image got the same class");
+    }
+
+    [TestMethod]
+    public void ExportedGraphUsesTheModelsLayerNormEpsilon()
+    {
+        // ε large enough to change the outputs, as a Hugging Face checkpoint's 1e-12 vs timm's 1e-6 would in principle.
+        using var classifier = RandomClassifier(merge: false, layerNormEpsilon: 0.5);
+        using var usual = RandomClassifier(merge: false);
+        var pixels = RandomPixels(3, 12);
+        var expected = ClassifierTraining.PredictProbabilities(classifier.Model, pixels, 3);
+        var file = new MemoryStream();
+        classifier.ExportOnnx(file);
+        using var session = new InferenceSession(file.ToArray());
+        using var results = session.Run(new[] { NamedOnnxValue.CreateFromTensor("Features", new DenseTensor<float>(pixels, new[] { 3, 3, Side, Side })) });
+        var score = results.Single(r => r.Name == "Score").AsTensor<float>().ToArray();
+        Assert.IsLessThan(1e-5, expected.Zip(score, (a, b) => Math.Abs(a - b)).Max());
+        double gap = expected.Zip(ClassifierTraining.PredictProbabilities(usual.Model, pixels, 3), (a, b) => Math.Abs(a - b)).Max();
+        Assert.IsGreaterThan(1e-3, gap, "ε = 0.5 should change the probabilities, or the comparison proves nothing");
     }
 
     [TestMethod]

@@ -25,12 +25,10 @@ internal enum OnnxHead
 /// <summary>
 /// Writes an <see cref="ImageClassifierModel"/> (input normalisation + ToMe Vision Transformer, eval mode) as an ONNX
 /// graph, one function per layer, mirroring <see cref="Vision.VisionTransformer"/>'s forward pass op for op: exact
-/// (erf) GELU, LayerNorm ε = 1e-6, proportional attention and size-weighted ToMe merging with the same schedule.
+/// (erf) GELU, LayerNorm ε of the model's options, proportional attention and size-weighted ToMe merging with the same schedule.
 /// </summary>
 internal sealed class VisionTransformerOnnx
 {
-    private const float LayerNormEpsilon = 1e-6f;
-
     private readonly OnnxGraph _g = new("mergemix_vit");
     private readonly Dictionary<string, Tensor> _weights;
     private readonly Vision.VisionTransformerOptions _o;
@@ -124,10 +122,10 @@ internal sealed class VisionTransformerOnnx
         return _g.Op("Add", "pos", new[] { tokens, Weight("backbone.posEmbed", "pos") });
     }
 
-    /// <summary>LayerNormalization over the last axis with ε = 1e-6 (the model's nn.LayerNorm).</summary>
+    /// <summary>LayerNormalization over the last axis with the model's ε (1e-6 unless a Hugging Face checkpoint set 1e-12).</summary>
     private string LayerNorm(string x, string module, string prefix) =>
         _g.Op("LayerNormalization", prefix + "/norm", new[] { x, Weight(module + ".weight", prefix), Weight(module + ".bias", prefix) },
-            OnnxGraph.Int("axis", -1), OnnxGraph.FloatAttribute("epsilon", LayerNormEpsilon));
+            OnnxGraph.Int("axis", -1), OnnxGraph.FloatAttribute("epsilon", (float)_o.LayerNormEpsilon));
 
     /// <summary>x·Wᵀ + b (the weight is stored transposed so MatMul broadcasts over batch and tokens).</summary>
     private string Linear(string x, string module, string prefix)
