@@ -96,7 +96,8 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         /// encoder's ViT, as LLaVA starts from a pretrained vision tower. Every parameter but the classification head is
         /// copied, so its architecture must match <see cref="Encoder"/>'s (image size and channels as in the data); set
         /// <see cref="VisionTransformerEncoderOptions.ChannelMean"/>/<see cref="VisionTransformerEncoderOptions.ChannelStd"/>
-        /// to the normalisation it was trained with. Not kept: the trained weights live in the returned model.
+        /// to the normalisation it was trained with. Not kept: the trained weights live in the returned model. For a timm or
+        /// Hugging Face checkpoint file use <see cref="VisionTransformerEncoderOptions.InitialWeights"/> instead (not both).
         /// </summary>
         public VisionTransformer? PretrainedVision;
 
@@ -260,6 +261,15 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         var encoderOptions = o.Encoder.Clone();
         encoderOptions.Vision.ImageSize = shape.Height;
         encoderOptions.Vision.Channels = shape.Channels;
+        // A pretrained tower is read before any row, and its architecture becomes the encoder's (saved with the model).
+        using var pretrained = encoderOptions.InitialWeights is { } weights ? VisionTransformerCheckpoint.Read(weights) : null;
+        if (pretrained is not null)
+        {
+            if (o.PretrainedVision is not null)
+                throw new ArgumentException("Set either PretrainedVision or Encoder.InitialWeights, not both: both would initialise the encoder's ViT.",
+                    nameof(Options.PretrainedVision));
+            encoderOptions = VisionTransformerEncoder.WithArchitectureOf(encoderOptions, pretrained);
+        }
         encoderOptions.Validate();
 
         var pixels = ImageColumnReader.ReadAll(input, o.ImageColumnName, shape, out int count);
@@ -287,7 +297,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         if (!o.ExplicitPairs && o.PreferenceEpochs > 0 && count < 2)
             throw new ArgumentException($"The training data has {count} row; mixing pairs needs at least 2.", nameof(input));
 
-        var model = new MultimodalLm(new VisionTransformerEncoder(encoderOptions), tokenizer, o.Model);
+        var model = new MultimodalLm(new VisionTransformerEncoder(encoderOptions, pretrained), tokenizer, o.Model);
         try
         {
             if (o.PretrainedVision is not null) CopyPretrained(o.PretrainedVision, ((VisionTransformerEncoder)model.Vision).Backbone);

@@ -25,11 +25,22 @@ public sealed class VisionTransformerEncoder : VisionEncoder
     private readonly int featureLayer;
     private readonly int tokenCount;
 
-    /// <summary>Builds the encoder (ViT weights seeded by <see cref="VisionTransformerEncoderOptions.InitSeed"/>) on the CPU.</summary>
+    /// <summary>
+    /// Builds the encoder on the CPU: ViT weights from <see cref="VisionTransformerEncoderOptions.InitialWeights"/> when
+    /// set (read here), otherwise seeded by <see cref="VisionTransformerEncoderOptions.InitSeed"/>.
+    /// </summary>
     /// <param name="options">Configuration (validated and copied); null = defaults.</param>
-    public VisionTransformerEncoder(VisionTransformerEncoderOptions? options = null) : base(nameof(VisionTransformerEncoder))
+    public VisionTransformerEncoder(VisionTransformerEncoderOptions? options = null) : this(options, null)
+    {
+    }
+
+    /// <summary>The encoder with <paramref name="pretrained"/> (already read by the caller, who keeps it) instead of reading InitialWeights.</summary>
+    internal VisionTransformerEncoder(VisionTransformerEncoderOptions? options, VisionTransformerCheckpoint? pretrained) : base(nameof(VisionTransformerEncoder))
     {
         this.options = (options ?? new VisionTransformerEncoderOptions()).Clone();
+        using var own = pretrained is null && this.options.InitialWeights is { } weights ? VisionTransformerCheckpoint.Read(weights) : null;
+        var checkpoint = pretrained ?? own;
+        if (checkpoint is not null) this.options = WithArchitectureOf(this.options, checkpoint);
         this.options.Validate();
         featureLayer = this.options.ResolvedFeatureLayer;
         tokenCount = this.options.TokenCount;
@@ -37,15 +48,41 @@ public sealed class VisionTransformerEncoder : VisionEncoder
         vision.AttentionLayer = this.options.ResolvedAttentionLayer;
         using (var generator = new Generator((ulong)this.options.InitSeed))
             vit = new VisionTransformer(vision, generator);
+        checkpoint?.LoadInto(vit, loadHead: false); // the encoder never runs the head
         vit.MergeEnabled = this.options.MergeTokens;
+        if (this.options.FrozenBlocks > 0) Freeze(vit, this.options.FrozenBlocks);
         int channels = vision.Channels;
         mean = tensor(this.options.PerChannel(this.options.ChannelMean)).reshape(1, channels, 1, 1);
         std = tensor(this.options.PerChannel(this.options.ChannelStd)).reshape(1, channels, 1, 1);
         RegisterComponents();
     }
 
-    /// <summary>The configuration (a copy).</summary>
+    /// <summary>The configuration (a copy), with a checkpoint's architecture resolved and InitialWeights cleared.</summary>
     public VisionTransformerEncoderOptions Options => options.Clone();
+
+    /// <summary>
+    /// <paramref name="options"/> with <paramref name="checkpoint"/>'s architecture at <c>Vision.ImageSize</c> (training-time
+    /// settings and the unused one-class head kept) and <see cref="VisionTransformerEncoderOptions.InitialWeights"/> cleared.
+    /// </summary>
+    internal static VisionTransformerEncoderOptions WithArchitectureOf(VisionTransformerEncoderOptions options, VisionTransformerCheckpoint checkpoint)
+    {
+        var resolved = options.Clone();
+        string path = options.InitialWeights?.Path ?? "the checkpoint";
+        if (checkpoint.Options.Channels != options.Vision.Channels)
+            throw new ArgumentException($"InitialWeights {path} takes {checkpoint.Options.Channels}-channel images, but Vision.Channels is {options.Vision.Channels}.",
+                nameof(VisionTransformerEncoderOptions.InitialWeights));
+        resolved.Vision = checkpoint.ModelOptions(options.Vision.ImageSize, options.Vision.ClassCount, options.Vision);
+        resolved.InitialWeights = null;
+        return resolved;
+    }
+
+    private static void Freeze(VisionTransformer vit, int blocks)
+    {
+        foreach (var (name, parameter) in vit.named_parameters())
+            if (name is "clsToken" or "posEmbed" || name.StartsWith("patchEmbed.", StringComparison.Ordinal) ||
+                Enumerable.Range(0, blocks).Any(i => name.StartsWith($"blocks.{i}.", StringComparison.Ordinal)))
+                parameter.requires_grad = false;
+    }
 
     /// <summary>The underlying ToMe ViT.</summary>
     public VisionTransformer Backbone => vit;

@@ -44,6 +44,25 @@ public sealed class VisionTransformerEncoderOptions
     /// <summary>Seed of the ViT's weight initialisation.</summary>
     public long InitSeed = 0;
 
+    /// <summary>
+    /// A pretrained timm or Hugging Face ViT/DeiT checkpoint for the tower, as LLaVA starts from a pretrained vision
+    /// encoder (see <see cref="PretrainedWeights"/>; give its Heads). When set, the checkpoint's architecture (width,
+    /// depth, heads, patch size, MLP ratio, LayerNorm ε) replaces <see cref="Vision"/>'s, whose training-time settings
+    /// (merging, drop path, dropout, attention layer) still apply; the position embedding is resampled to the image
+    /// size and the classification head is not loaded (the encoder never runs it). Set <see cref="ChannelMean"/> and
+    /// <see cref="ChannelStd"/> to the checkpoint's normalisation (e.g. <see cref="PretrainedWeights.ImageNetMean"/>).
+    /// The encoder's <see cref="VisionTransformerEncoder.Options"/> hold the resolved architecture with this field
+    /// cleared, so a saved model rebuilds its tower without the file.
+    /// </summary>
+    public PretrainedWeights? InitialWeights;
+
+    /// <summary>
+    /// The patch embedding, CLS token, position embedding and the first this-many blocks get requires_grad = false, so
+    /// SFT and preference tuning leave them as they are (the usual partial freeze of a pretrained tower); 0 trains
+    /// everything. To freeze the whole tower use <c>PreferenceTrainerOptions.TrainVisionEncoder = false</c>.
+    /// </summary>
+    public int FrozenBlocks = 0;
+
     /// <summary>A deep copy.</summary>
     public VisionTransformerEncoderOptions Clone() => new()
     {
@@ -53,6 +72,8 @@ public sealed class VisionTransformerEncoderOptions
         ChannelMean = (float[])ChannelMean.Clone(),
         ChannelStd = (float[])ChannelStd.Clone(),
         InitSeed = InitSeed,
+        InitialWeights = InitialWeights?.Clone(),
+        FrozenBlocks = FrozenBlocks,
     };
 
     /// <summary><see cref="FeatureLayer"/> as a 0-based block index.</summary>
@@ -85,6 +106,9 @@ public sealed class VisionTransformerEncoderOptions
             throw new ArgumentOutOfRangeException(nameof(Vision.AttentionLayer), attention,
                 $"Vision.AttentionLayer ({attention}) comes after the feature layer ({layer}); blocks after it are never trained, " +
                 "so their attention would not reflect the model. Use a block ≤ the feature layer, or null.");
+        if (FrozenBlocks < 0 || FrozenBlocks > Vision.Depth)
+            throw new ArgumentOutOfRangeException(nameof(FrozenBlocks), FrozenBlocks, $"FrozenBlocks must be in [0, {Vision.Depth}] (Vision.Depth).");
+        InitialWeights?.Validate(nameof(InitialWeights));
         CheckChannels(ChannelMean, nameof(ChannelMean), mustBePositive: false);
         CheckChannels(ChannelStd, nameof(ChannelStd), mustBePositive: true);
     }
