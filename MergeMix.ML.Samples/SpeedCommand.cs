@@ -12,6 +12,8 @@ namespace MergeMix.ML.Samples;
 /// </summary>
 internal static class SpeedCommand
 {
+    private static readonly TorchSharp.Scalar PixelRange = 255;
+
     public static void Run(Options options)
     {
         int batch = options.GetInt("batch", 128);
@@ -21,7 +23,8 @@ internal static class SpeedCommand
         using var generator = new Generator(0);
         var model = new VisionTransformer(vitOptions, generator);
         model.eval();
-        using var images = rand(new long[] { batch, 3, 32, 32 }, generator: generator) * 255;
+        using var unit = rand(new long[] { batch, 3, 32, 32 }, generator: generator);
+        using var images = unit.mul(PixelRange);
         using var labels = randint(0, 10, new long[] { batch }, generator: generator);
         var attention = new VisionTransformerAttentionSource(model);
 

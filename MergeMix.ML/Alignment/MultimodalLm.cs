@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using System.IO.Compression;
 using System.Text.Json;
 using TorchSharp;
@@ -101,12 +102,12 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
         Tensor? keyValid = null;
         if (attentionMask is null)
         {
-            textPositions = arange(length, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0).expand(batch, length);
+            textPositions = Scalars.Arange(length, ScalarType.Int64, inputIds.device).unsqueeze(0).expand(batch, length);
         }
         else
         {
             var valid = attentionMask.to_type(ScalarType.Bool);
-            textPositions = (valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
+            textPositions = valid.to_type(ScalarType.Int64).cumsum(1).sub(Scalars.One).clamp_min(Scalars.Zero);
             keyValid = cat(new[] { ones(batch, ImageTokenCount, ScalarType.Bool, device: valid.device), valid }, 1);
         }
         var hidden = Decode(prefix, inputIds, textPositions, keyValid, cache: null);
@@ -184,17 +185,18 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
             var inputIds = tensor(ids, new long[] { batch, longest }, device: device);
             var valid = tensor(mask, new long[] { batch, longest }, device: device).to_type(ScalarType.Bool);
             var keyValid = cat(new[] { ones(batch, ImageTokenCount, ScalarType.Bool, device: device), valid }, 1);
-            var positions = (valid.to_type(ScalarType.Int64).cumsum(1) - 1).clamp_min(0);
+            var positions = valid.to_type(ScalarType.Int64).cumsum(1).sub(Scalars.One).clamp_min(Scalars.Zero);
             var hidden = Decode(EncodeImages(images), inputIds, positions, keyValid, cache);
-            var nextPositions = positions.narrow(1, longest - 1, 1) + 1;
+            var nextPositions = positions.narrow(1, longest - 1, 1).add(Scalars.One, Scalars.One);
 
             for (int step = 0; step < steps; step++)
             {
                 using var inner = NewDisposeScope();
                 var logits = lmHead.forward(finalNorm.forward(hidden.select(1, -1)));
+                using var temperatureScalar = temperature.ToScalar();
                 var next = temperature == 0
                     ? logits.argmax(-1)
-                    : (logits / temperature).softmax(-1).multinomial(1, generator: generator ?? localGenerator).squeeze(-1);
+                    : logits.div(temperatureScalar).softmax(-1).multinomial(1, generator: generator ?? localGenerator).squeeze(-1);
                 var chosen = next.cpu().data<long>().ToArray();
                 for (int i = 0; i < batch; i++)
                 {
@@ -207,7 +209,7 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
                 var token = tensor(chosen, new long[] { batch, 1 }, device: device);
                 keyValid = cat(new[] { keyValid, ones(batch, 1, ScalarType.Bool, device: device) }, 1).MoveToOuterDisposeScope();
                 hidden = Decode(null, token, nextPositions, keyValid, cache).MoveToOuterDisposeScope();
-                nextPositions = (nextPositions + 1).MoveToOuterDisposeScope();
+                nextPositions = nextPositions.add(Scalars.One, Scalars.One).MoveToOuterDisposeScope();
                 foreach (var layer in cache) layer.MoveToOuterDisposeScope();
             }
         }
@@ -303,11 +305,12 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
     // keyValid (bool [B, Lk], all keys including cached ones) is null only for the plain causal fast path.
     private Tensor Decode(Tensor? prefix, Tensor ids, Tensor textPositions, Tensor? keyValid, LayerCache[]? cache)
     {
-        var x = tokenEmbedding.forward(ids) + positionEmbedding.forward(textPositions + ImageTokenCount);
+        using var imageTokens = ImageTokenCount.ToScalar();
+        var x = tokenEmbedding.forward(ids).add(positionEmbedding.forward(textPositions.add(imageTokens, Scalars.One)), Scalars.One);
         if (prefix is not null)
         {
-            var imagePositions = arange(ImageTokenCount, dtype: ScalarType.Int64, device: ids.device);
-            x = cat(new[] { prefix + positionEmbedding.forward(imagePositions).unsqueeze(0), x }, 1);
+            var imagePositions = Scalars.Arange(ImageTokenCount, ScalarType.Int64, ids.device);
+            x = cat(new[] { prefix.add(positionEmbedding.forward(imagePositions).unsqueeze(0), Scalars.One), x }, 1);
         }
         x = embeddingDropout.forward(x);
 
@@ -416,8 +419,8 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
             Tensor q = qkvOut[0], k = qkvOut[1], v = qkvOut[2];
             if (cache is not null) (k, v) = cache.Append(k, v);
             var attended = functional.scaled_dot_product_attention(q, k, v, mask, training ? attentionDropout : 0.0, causal);
-            x = x + dropout.forward(proj.forward(attended.transpose(1, 2).reshape(batch, length, dim)));
-            return x + dropout.forward(fc2.forward(gelu.forward(fc1.forward(norm2.forward(x)))));
+            x = x.add(dropout.forward(proj.forward(attended.transpose(1, 2).reshape(batch, length, dim))), Scalars.One);
+            return x.add(dropout.forward(fc2.forward(gelu.forward(fc1.forward(norm2.forward(x))))), Scalars.One);
         }
     }
 }

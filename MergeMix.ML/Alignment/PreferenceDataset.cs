@@ -1,4 +1,5 @@
 using MergeMix.ML.Mixing;
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -79,7 +80,7 @@ public sealed class PreferenceDataset : IDisposable
             {
                 var index = tensor(group);
                 var groupImages = raw.index_select(0, index);
-                using var result = policy.Mix(groupImages, arange(group.Length, dtype: ScalarType.Int64), group.Length, generator, attention);
+                using var result = policy.Mix(groupImages, Scalars.Arange(group.Length), group.Length, generator, attention);
                 if (!result.Mixed.shape.SequenceEqual(groupImages.shape))
                     throw new InvalidOperationException(
                         $"policy '{policy.Name}' returned mixed images [{string.Join(", ", result.Mixed.shape)}] for input [{string.Join(", ", groupImages.shape)}].");

@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn.functional;
@@ -38,8 +39,9 @@ public sealed record PreferenceRewards(Tensor Chosen, Tensor Rejected, Tensor Ma
 /// <remarks>
 /// Inputs are per-sequence values [B] (S = summed response log-probs, A = S / |y| length-averaged log-probs, see
 /// <see cref="SequenceLogProbs"/>); every loss returns the per-pair loss [B], to be reduced with <see cref="Mean"/>.
-/// All sigmoid losses are written with softplus (−logσ(z) = softplus(−z)), which stays finite for |z| in the hundreds
-/// where log(sigmoid(z)) overflows in fp32. Reference log-probs should come from a frozen model (or be precomputed):
+/// All sigmoid losses are written with libtorch's log_sigmoid (−logσ(z) = softplus(−z)), which stays finite for |z| in
+/// the hundreds where log(sigmoid(z)) overflows in fp32 (TorchSharp's softplus would make temporary Scalars of its β
+/// and threshold: see <see cref="Runtime.Scalars"/>). Reference log-probs should come from a frozen model (or be precomputed):
 /// these functions do not detach them, so a reference that requires grad would receive gradient.
 /// </remarks>
 public static class PreferenceLosses
@@ -59,8 +61,9 @@ public static class PreferenceLosses
     {
         CheckBeta(beta);
         using var scope = NewDisposeScope();
+        using var b = beta.ToScalar();
         var h = DpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected);
-        return softplus(-beta * h).MoveToOuterDisposeScope();
+        return h.mul(b).log_sigmoid().neg().MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -73,8 +76,11 @@ public static class PreferenceLosses
         CheckBeta(beta);
         CheckLabelSmoothing(labelSmoothing);
         using var scope = NewDisposeScope();
-        var z = beta * DpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected);
-        return ((1 - labelSmoothing) * softplus(-z) + labelSmoothing * softplus(z)).MoveToOuterDisposeScope();
+        using var b = beta.ToScalar();
+        using var keep = (1 - labelSmoothing).ToScalar();
+        using var flip = labelSmoothing.ToScalar();
+        var z = DpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected).mul(b);
+        return z.log_sigmoid().mul(keep).add(z.neg().log_sigmoid().mul(flip), Scalars.One).neg().MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -86,9 +92,12 @@ public static class PreferenceLosses
         CheckBeta(beta);
         CheckLabelSmoothing(labelSmoothing);
         using var scope = NewDisposeScope();
-        var z = beta * DpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected);
-        return (((1 - labelSmoothing) * softplus(-z) - labelSmoothing * softplus(z)) / (1 - 2 * labelSmoothing))
-            .MoveToOuterDisposeScope();
+        using var b = beta.ToScalar();
+        using var keep = (1 - labelSmoothing).ToScalar();
+        using var flip = labelSmoothing.ToScalar();
+        using var unbias = (1 - 2 * labelSmoothing).ToScalar();
+        var z = DpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected).mul(b);
+        return z.neg().log_sigmoid().mul(flip).sub(z.log_sigmoid().mul(keep)).div(unbias).MoveToOuterDisposeScope();
     }
 
     /// <summary>Hinge loss (SLiC / RSO): max(0, 1 − β·h); β is the inverse margin.</summary>
@@ -96,8 +105,9 @@ public static class PreferenceLosses
     {
         CheckBeta(beta);
         using var scope = NewDisposeScope();
+        using var b = beta.ToScalar();
         var h = DpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected);
-        return relu(1 - beta * h).MoveToOuterDisposeScope();
+        return relu(Scalars.OneMinus(h.mul(b))).MoveToOuterDisposeScope();
     }
 
     /// <summary>IPO on summed log-probs (DPO repository): (h − 1/(2β))², β playing the role of τ.</summary>
@@ -105,8 +115,9 @@ public static class PreferenceLosses
     {
         CheckBeta(beta);
         using var scope = NewDisposeScope();
+        using var target = (1.0 / (2 * beta)).ToScalar();
         var h = DpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected);
-        return (h - 1.0 / (2 * beta)).square().MoveToOuterDisposeScope();
+        return h.sub(target).pow(Scalars.Two).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -120,9 +131,10 @@ public static class PreferenceLosses
         CheckSameShape(policyChosen, chosenTokenCount, nameof(chosenTokenCount));
         CheckSameShape(policyChosen, rejectedTokenCount, nameof(rejectedTokenCount));
         using var scope = NewDisposeScope();
-        var chosenRatio = (policyChosen - referenceChosen) / chosenTokenCount.to_type(policyChosen.dtype).clamp_min(1);
-        var rejectedRatio = (policyRejected - referenceRejected) / rejectedTokenCount.to_type(policyChosen.dtype).clamp_min(1);
-        return (chosenRatio - rejectedRatio - 1.0 / (2 * beta)).square().MoveToOuterDisposeScope();
+        using var target = (1.0 / (2 * beta)).ToScalar();
+        var chosenRatio = (policyChosen - referenceChosen) / chosenTokenCount.to_type(policyChosen.dtype).clamp_min(Scalars.One);
+        var rejectedRatio = (policyRejected - referenceRejected) / rejectedTokenCount.to_type(policyChosen.dtype).clamp_min(Scalars.One);
+        return (chosenRatio - rejectedRatio).sub(target).pow(Scalars.Two).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -161,7 +173,7 @@ public static class PreferenceLosses
         using var scope = NewDisposeScope();
         var h = NormalizedDpoLogits(policyChosen, policyRejected, referenceChosen, referenceRejected, chosenTokenCount, rejectedTokenCount);
         using var b = beta.ToScalar();
-        return softplus(h.mul(b).neg()).MoveToOuterDisposeScope();
+        return h.mul(b).log_sigmoid().neg().MoveToOuterDisposeScope();
     }
 
     /// <summary>Per-token DPO "logits" Δ_w/|w| − Δ_l/|l| (IPO as TRL writes it, and <see cref="DpoLengthNormalized"/>).</summary>
@@ -180,13 +192,13 @@ public static class PreferenceLosses
         return (chosenRatio - rejectedRatio).MoveToOuterDisposeScope();
     }
 
-    // −(1−ε)·logσ(z) − ε·logσ(−z), written with softplus; ε = 0 is −logσ(z).
+    // −(1−ε)·logσ(z) − ε·logσ(−z); ε = 0 is −logσ(z).
     private static Tensor Smoothed(Tensor z, double labelSmoothing)
     {
-        if (labelSmoothing == 0) return softplus(z.neg());
+        if (labelSmoothing == 0) return z.log_sigmoid().neg();
         using var keep = (1 - labelSmoothing).ToScalar();
         using var flip = labelSmoothing.ToScalar();
-        return softplus(z.neg()).mul(keep).add(softplus(z).mul(flip));
+        return z.log_sigmoid().mul(keep).add(z.neg().log_sigmoid().mul(flip), Scalars.One).neg();
     }
 
     /// <summary>
@@ -202,7 +214,8 @@ public static class PreferenceLosses
     {
         CheckLambda(lambda);
         using var scope = NewDisposeScope();
-        var lambdas = full_like(chosenAverage, lambda);
+        using var value = lambda.ToScalar();
+        var lambdas = full_like(chosenAverage, value);
         return MixedSimPo(chosenAverage, rejectedAverage, beta, lambdas, convention).MoveToOuterDisposeScope();
     }
 
@@ -221,15 +234,16 @@ public static class PreferenceLosses
                 throw new ArgumentOutOfRangeException(nameof(lambda), $"[{min}, {max}]", "every lambda must lie in [0, 1].");
         }
         using var scope = NewDisposeScope();
-        var gamma = 1 - lambda.to_type(chosenAverage.dtype);
+        using var b = beta.ToScalar();
+        var gamma = Scalars.OneMinus(lambda.to_type(chosenAverage.dtype));
         var delta = chosenAverage - rejectedAverage;
         var z = convention switch
         {
-            SimPoConvention.Paper => beta * delta - gamma,
-            SimPoConvention.MergeMixCode => beta * (delta - gamma),
+            SimPoConvention.Paper => delta.mul(b) - gamma,
+            SimPoConvention.MergeMixCode => (delta - gamma).mul(b),
             _ => throw new ArgumentOutOfRangeException(nameof(convention), convention, "unknown SimPoConvention."),
         };
-        return softplus(-z).MoveToOuterDisposeScope();
+        return z.log_sigmoid().neg().MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -243,7 +257,9 @@ public static class PreferenceLosses
         if (!(sftWeight >= 0) || double.IsInfinity(sftWeight))
             throw new ArgumentOutOfRangeException(nameof(sftWeight), sftWeight, "sftWeight must be finite and ≥ 0.");
         using var scope = NewDisposeScope();
-        return (rankWeight * rankLoss + sftWeight * nll).MoveToOuterDisposeScope();
+        using var rank = rankWeight.ToScalar();
+        using var sft = sftWeight.ToScalar();
+        return rankLoss.mul(rank).add(nll.mul(sft), Scalars.One).MoveToOuterDisposeScope();
     }
 
     /// <summary>Batch mean of a per-pair loss [B] (a scalar tensor).</summary>
@@ -266,7 +282,8 @@ public static class PreferenceLosses
         CheckSameShape(policyChosen, referenceRejected, nameof(referenceRejected));
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        return Rewards(beta * (policyChosen - referenceChosen), beta * (policyRejected - referenceRejected));
+        using var b = beta.ToScalar();
+        return Rewards((policyChosen - referenceChosen).mul(b), (policyRejected - referenceRejected).mul(b));
     }
 
     /// <summary>SimPO / CPO rewards: β·A(w) and β·A(l) on averaged log-probs (no reference). Computed without gradient.</summary>
@@ -276,7 +293,8 @@ public static class PreferenceLosses
         CheckSameShape(chosenAverage, rejectedAverage, nameof(rejectedAverage));
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        return Rewards(beta * chosenAverage, beta * rejectedAverage);
+        using var b = beta.ToScalar();
+        return Rewards(chosenAverage.mul(b), rejectedAverage.mul(b));
     }
 
     private static PreferenceRewards Rewards(Tensor chosen, Tensor rejected)

@@ -36,7 +36,7 @@ public sealed class PreferenceTrainer : IDisposable
     private readonly MultimodalLm? reference;
     private readonly PreferenceTrainerOptions options;
     private readonly Device device;
-    private readonly AdamW optimizer;
+    private readonly KeptAliveAdamW optimizer;
     private readonly Parameter[] trainable;
     private readonly List<PreferenceStepMetrics> history = new();
     private long tokensSeen;
@@ -70,7 +70,7 @@ public sealed class PreferenceTrainer : IDisposable
                 $"MaxPromptLength must be below the maximum length ({maxLength}) so that every answer keeps a token.");
         trainable = policy.parameters().Where(p => p.requires_grad).ToArray();
         if (trainable.Length == 0) throw new ArgumentException("model has no trainable parameters.", nameof(model));
-        optimizer = optim.AdamW(trainable, lr: this.options.LearningRate, weight_decay: this.options.WeightDecay);
+        optimizer = new KeptAliveAdamW(trainable, this.options.LearningRate, this.options.WeightDecay);
 
         if (this.options.NeedsReference && this.options.Reference == ReferenceMode.Online)
         {
@@ -269,7 +269,7 @@ public sealed class PreferenceTrainer : IDisposable
             {
                 using var pairScale = (1.0 / rows.Length).ToScalar();
                 using var weight = sftWeight.ToScalar();
-                loss = r.PerPairLoss.sum().mul(pairScale).add(ce.mul(weight));
+                loss = r.PerPairLoss.sum().mul(pairScale).add(ce.mul(weight), Scalars.One);
             }
             loss.backward();
             total.Add(r);
@@ -294,7 +294,7 @@ public sealed class PreferenceTrainer : IDisposable
         using var scope = NewDisposeScope();
         double squares = 0;
         foreach (var p in trainable)
-            if (p.grad is { } g) squares += g.detach().to_type(ScalarType.Float64).square().sum().item<double>();
+            if (p.grad is { } g) squares += g.detach().to_type(ScalarType.Float64).pow(Scalars.Two).sum().item<double>();
         return Math.Sqrt(squares);
     }
 

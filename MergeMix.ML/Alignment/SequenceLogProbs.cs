@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -18,7 +19,7 @@ public sealed record SequenceLogProb(Tensor Sum, Tensor TokenCount) : IDisposabl
     public Tensor Average()
     {
         using var scope = NewDisposeScope();
-        return (Sum / TokenCount.clamp_min(1)).MoveToOuterDisposeScope();
+        return (Sum / TokenCount.clamp_min(Scalars.One)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Disposes both tensors.</summary>
@@ -36,6 +37,8 @@ public static class SequenceLogProbs
 {
     /// <summary>Label value of positions that are not scored (prompt tokens, padding), as in PyTorch/TRL.</summary>
     public const long IgnoreIndex = -100;
+
+    private static readonly Scalar IgnoreIndexScalar = IgnoreIndex;
 
     /// <summary>
     /// Computes summed response log-probs and token counts.
@@ -59,7 +62,7 @@ public static class SequenceLogProbs
         using var scope = NewDisposeScope();
         // Position t predicts label t + 1: drop the last logit row and the first label.
         var shiftedLabels = labels[.., 1..];
-        var mask = shiftedLabels.ne(IgnoreIndex);
+        var mask = shiftedLabels.ne(IgnoreIndexScalar);
         var scoredLabels = shiftedLabels.masked_select(mask);
         if (scoredLabels.numel() > 0)
         {
@@ -71,7 +74,7 @@ public static class SequenceLogProbs
         var working = logits.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
         var logProbs = logits[.., ..^1, ..].to_type(working).log_softmax(-1);
         // Ignored positions gather a dummy index 0 and are then zeroed by the mask.
-        var index = shiftedLabels.masked_fill(mask.logical_not(), 0).unsqueeze(-1);
+        var index = shiftedLabels.masked_fill(mask.logical_not(), Scalars.Zero).unsqueeze(-1);
         var tokenLogProbs = logProbs.gather(-1, index).squeeze(-1);
         var maskF = mask.to_type(working);
         var sum = (tokenLogProbs * maskF).sum(1);

@@ -219,8 +219,8 @@ public static class ClassifierTraining
                     if (onlineMixing.Name.StartsWith("mergemix", StringComparison.Ordinal))
                         loss = options.MergeMixBaseLoss switch
                         {
-                            MergeMixBaseLoss.Clean => loss + SoftCrossEntropy(model.call(images), targets, options.LabelSmoothing),
-                            MergeMixBaseLoss.Mixup => loss + MixupLoss(model, baseMixup, images, labels, classes, generator, options.LabelSmoothing),
+                            MergeMixBaseLoss.Clean => loss.add(SoftCrossEntropy(model.call(images), targets, options.LabelSmoothing), Scalars.One),
+                            MergeMixBaseLoss.Mixup => loss.add(MixupLoss(model, baseMixup, images, labels, classes, generator, options.LabelSmoothing), Scalars.One),
                             _ => loss,
                         };
                 }
@@ -284,8 +284,15 @@ public static class ClassifierTraining
     /// <summary>Cross-entropy against (label-smoothed) soft targets, averaged over the batch.</summary>
     public static Tensor SoftCrossEntropy(Tensor logits, Tensor targets, double labelSmoothing)
     {
-        var smoothed = labelSmoothing > 0 ? targets * (1 - labelSmoothing) + labelSmoothing / targets.shape[1] : targets;
+        var smoothed = labelSmoothing > 0 ? Smoothed(targets, labelSmoothing) : targets;
         return -(smoothed * nn.functional.log_softmax(logits, 1)).sum(1).mean();
+    }
+
+    private static Tensor Smoothed(Tensor targets, double labelSmoothing)
+    {
+        using var keep = (1 - labelSmoothing).ToScalar();
+        using var spread = (labelSmoothing / targets.shape[1]).ToScalar();
+        return targets.mul(keep).add(spread, Scalars.One);
     }
 
     /// <summary>Linear warm-up from lr/warmup to lr, then cosine decay to <paramref name="minLr"/> at the last step.</summary>
@@ -434,7 +441,7 @@ public static class ClassifierTraining
     /// <see cref="VisionTransformerTrainerOptions.FreezePatchEmbedding"/>) stop requiring gradients and stay out of the
     /// optimizer, so backward skips them and weight decay cannot move them.
     /// </summary>
-    private static (AdamW Optimizer, double[] RateScales, List<Parameter> Trainable) CreateOptimizer(ImageClassifierModel model, VisionTransformerTrainerOptions o)
+    private static (KeptAliveAdamW Optimizer, double[] RateScales, List<Parameter> Trainable) CreateOptimizer(ImageClassifierModel model, VisionTransformerTrainerOptions o)
     {
         bool freezeEmbedding = o.FreezePatchEmbedding || o.FrozenBlocks > 0;
         bool Frozen(string name)
@@ -473,7 +480,7 @@ public static class ClassifierTraining
             groups.Add(new AdamW.ParamGroup(lists[i], new AdamW.Options { LearningRate = o.LearningRate * scale, weight_decay = decay }));
             scales.Add(scale);
         }
-        return (optim.AdamW(groups, o.LearningRate, weight_decay: o.WeightDecay), scales.ToArray(), trainable);
+        return (new KeptAliveAdamW(groups, o.LearningRate, o.WeightDecay), scales.ToArray(), trainable);
     }
 
     /// <summary>

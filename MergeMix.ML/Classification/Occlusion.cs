@@ -1,5 +1,6 @@
 using MergeMix.ML.Data;
 using MergeMix.ML.Mixing;
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -89,6 +90,6 @@ public static class Occlusion
     {
         using var scope = NewDisposeScope();
         var hidden = MixMath.UpsamplePatchMask(MixMath.TopScoreMask(scores, masked), grid, grid, patchSize);
-        return (images * (1 - hidden) + fill * hidden).MoveToOuterDisposeScope();
+        return (images * Scalars.OneMinus(hidden)).add(fill * hidden, Scalars.One).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -53,8 +54,10 @@ public sealed class FMixPolicy : IMixPolicy
         var device = generator.device;
         var fy = torch.fft.fftfreq(height, dtype: ScalarType.Float64, device: device).unsqueeze(1);
         var fx = torch.fft.rfftfreq(width, dtype: ScalarType.Float64, device: device).unsqueeze(0);
-        var frequency = (fy * fy + fx * fx).sqrt();
-        var scale = frequency.clamp_min(1.0 / Math.Max(height, width)).pow(-decayPower);
+        var frequency = (fy * fy).add(fx * fx, Scalars.One).sqrt();
+        using var lowest = (1.0 / Math.Max(height, width)).ToScalar();
+        using var exponent = (-decayPower).ToScalar();
+        var scale = frequency.clamp_min(lowest).pow(exponent);
         long[] spectrumShape = { height, width / 2 + 1 };
         var real = torch.randn(spectrumShape, ScalarType.Float64, device, generator: generator) * scale;
         var imaginary = torch.randn(spectrumShape, ScalarType.Float64, device, generator: generator) * scale;

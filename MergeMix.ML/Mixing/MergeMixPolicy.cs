@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -53,7 +54,8 @@ public sealed class MergeMixPolicy : IMixPolicy
         var mask = MixMath.UpsamplePatchMask(patchMask, rows, columns, patchSize);
         var x = images.detach();
         var mixed = MixMath.MixByMask(x, x.index_select(0, partner), mask);
-        var rowLambda = patchMask.sum(1) / length;
+        using var patchCount = length.ToScalar();
+        var rowLambda = patchMask.sum(1).div(patchCount);
         return new MixCore(mixed, partner, rowLambda, mask);
     }
 }

@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -40,7 +41,7 @@ public static class MixMath
         var other = torch.nn.functional.one_hot(yPartner, classCount).to_type(ScalarType.Float32);
         var lam = torch.where(y.eq(yPartner), torch.ones_like(lambda, ScalarType.Float32), lambda.to_type(ScalarType.Float32))
             .unsqueeze(1);
-        return (own * lam + other * (1 - lam)).MoveToOuterDisposeScope();
+        return (own * lam).add(other * Scalars.OneMinus(lam), Scalars.One).MoveToOuterDisposeScope();
     }
 
     /// <summary>⌊λ·n⌋, the number of the n units (patches, pixels) an image keeps, clamped to [0, n] against rounding.</summary>
@@ -123,7 +124,7 @@ public static class MixMath
         if (box.Area > 0)
         {
             using var inside = mask.narrow(2, box.Top, box.Height).narrow(3, box.Left, box.Width);
-            inside.fill_(0);
+            inside.fill_(Scalars.Zero);
         }
         return mask;
     }
@@ -139,7 +140,7 @@ public static class MixMath
             var box = boxes[b];
             if (box.Area == 0) continue;
             using var inside = mask.select(0, b).narrow(1, box.Top, box.Height).narrow(2, box.Left, box.Width);
-            inside.fill_(0);
+            inside.fill_(Scalars.Zero);
         }
         return mask;
     }
@@ -155,9 +156,9 @@ public static class MixMath
         var a = attention.to_type(ScalarType.Float32);
         var total = a.sum(1);
         var kept = (a * patchShare.to_type(ScalarType.Float32)).sum(1);
-        var usable = total.gt(0);
+        var usable = total.gt(Scalars.Zero);
         var safeTotal = torch.where(usable, total, torch.ones_like(total));
-        var lam = torch.where(usable, (kept / safeTotal).clamp(0, 1), fallback.to_type(ScalarType.Float32));
+        var lam = torch.where(usable, (kept / safeTotal).clamp(Scalars.Zero, Scalars.One), fallback.to_type(ScalarType.Float32));
         return lam.MoveToOuterDisposeScope();
     }
 
@@ -167,7 +168,7 @@ public static class MixMath
     /// </summary>
     public static Tensor MixByMask(Tensor images, Tensor partnerImages, Tensor mask)
     {
-        using var keep = mask.gt(0.5);
+        using var keep = mask.gt(Scalars.Half);
         return torch.where(keep, images, partnerImages);
     }
 }

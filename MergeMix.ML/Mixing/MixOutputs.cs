@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -21,8 +22,11 @@ internal static class MixOutputs
     }
 
     /// <summary>A float32 [B] tensor filled with <paramref name="lambda"/> on the images' device.</summary>
-    internal static Tensor ConstantLambda(Tensor images, double lambda) =>
-        torch.full(new long[] { images.shape[0] }, lambda, ScalarType.Float32, images.device);
+    internal static Tensor ConstantLambda(Tensor images, double lambda)
+    {
+        using var value = lambda.ToScalar();
+        return torch.full(new long[] { images.shape[0] }, value, ScalarType.Float32, images.device);
+    }
 
     /// <summary>
     /// Builds the <see cref="MixResult"/> (soft labels, a copy of the labels) and moves every tensor out of the

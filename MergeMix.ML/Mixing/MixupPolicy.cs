@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -34,7 +35,9 @@ public sealed class MixupPolicy : IMixPolicy
         double lambda = MixRandom.Beta(alpha, generator);
         var partner = MixOutputs.DrawPartner(images, generator);
         var x = images.detach();
-        var mixed = x * lambda + x.index_select(0, partner) * (1 - lambda);
+        using var own = lambda.ToScalar();
+        using var other = (1 - lambda).ToScalar();
+        var mixed = x.mul(own).add(x.index_select(0, partner).mul(other), Scalars.One);
         return new MixCore(mixed, partner, MixOutputs.ConstantLambda(images, lambda), null);
     }
 }

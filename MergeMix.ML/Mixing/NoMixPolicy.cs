@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -23,7 +24,7 @@ public sealed class NoMixPolicy : IMixPolicy
         using var noGrad = torch.no_grad();
         // A copy, because the caller disposes the result and must not lose its input with it.
         var mixed = images.detach().clone();
-        var partner = torch.arange(images.shape[0], ScalarType.Int64, images.device);
+        var partner = Scalars.Arange(images.shape[0], ScalarType.Int64, images.device);
         return MixOutputs.Finish(new MixCore(mixed, partner, MixOutputs.ConstantLambda(images, 1.0), null), labels, classCount);
     }
 }

@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -9,13 +10,17 @@ namespace MergeMix.ML.Mixing;
 /// </summary>
 public static class SpectralResidual
 {
+    // ITU-R BT.601 luma weights.
+    private static readonly Scalar Red = 0.299, Green = 0.587, Blue = 0.114;
+    private static readonly Scalar AmplitudeFloor = 1e-12;
+
     /// <summary>Float64 [B, H, W] luminance: ITU-R BT.601 weights for 3 channels, the channel mean otherwise.</summary>
     public static Tensor Greyscale(Tensor images)
     {
         using var scope = torch.NewDisposeScope();
         var x = images.detach().to_type(ScalarType.Float64);
         Tensor grey = x.shape[1] == 3
-            ? x.select(1, 0) * 0.299 + x.select(1, 1) * 0.587 + x.select(1, 2) * 0.114
+            ? x.select(1, 0).mul(Red).add(x.select(1, 1).mul(Green), Scalars.One).add(x.select(1, 2).mul(Blue), Scalars.One)
             : x.mean(new long[] { 1 });
         return grey.MoveToOuterDisposeScope();
     }
@@ -30,7 +35,7 @@ public static class SpectralResidual
         using var scope = torch.NewDisposeScope();
         var spectrum = torch.fft.fft2(grey.to_type(ScalarType.Float64));
         // The floor keeps log finite at frequencies with no energy (a flat image has only the DC term).
-        var logAmplitude = spectrum.abs().clamp_min(1e-12).log();
+        var logAmplitude = spectrum.abs().clamp_min(AmplitudeFloor).log();
         var padded = torch.nn.functional.pad(logAmplitude.unsqueeze(1), new long[] { 1, 1, 1, 1 }, PaddingModes.Circular);
         var localMean = torch.nn.functional.avg_pool2d(padded, 3, stride: 1).squeeze(1);
         var residual = (logAmplitude - localMean).exp();

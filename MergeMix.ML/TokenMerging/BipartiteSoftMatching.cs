@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -33,6 +34,8 @@ public sealed record MergePlan(int TokenCount, int MergeCount, Tensor UnmergedA,
 /// </summary>
 public static class BipartiteSoftMatching
 {
+    private static readonly Scalar NormFloor = 1e-12;
+
     /// <summary>
     /// Plans the merge of <paramref name="r"/> tokens: L2-normalises <paramref name="metric"/>, splits tokens into
     /// a (even indices) and b (odd indices), scores every a-token by its best cosine similarity to a b-token, and
@@ -59,16 +62,16 @@ public static class BipartiteSoftMatching
         {
             // Like the reference, nothing to merge means no reordering either.
             return new MergePlan((int)n, 0,
-                arange(na, dtype: ScalarType.Int64, device: device).expand(batch, na).contiguous().MoveToOuterDisposeScope(),
+                Scalars.Arange(na, ScalarType.Int64, device).expand(batch, na).contiguous().MoveToOuterDisposeScope(),
                 zeros(batch, 0, dtype: ScalarType.Int64, device: device).MoveToOuterDisposeScope(),
                 zeros(batch, 0, dtype: ScalarType.Int64, device: device).MoveToOuterDisposeScope(),
-                arange(n, dtype: ScalarType.Int64, device: device).expand(batch, n).contiguous().MoveToOuterDisposeScope());
+                Scalars.Arange(n, ScalarType.Int64, device).expand(batch, n).contiguous().MoveToOuterDisposeScope());
         }
 
         // Clamping the norm keeps an all-zero token from turning every score into NaN.
-        var unit = metric / metric.norm(-1, keepdim: true).clamp_min(1e-12);
+        var unit = metric / metric.norm(-1, keepdim: true).clamp_min(NormFloor);
         var scores = unit.slice(1, 0, n, 2).matmul(unit.slice(1, 1, n, 2).transpose(1, 2)); // [B, na, nb]
-        if (protectClassToken) scores.select(1, 0).fill_(double.NegativeInfinity);
+        if (protectClassToken) scores.select(1, 0).fill_(Scalars.NegativeInfinity);
         var (best, bestIndex) = scores.max(-1);
         var order = best.sort(-1, descending: true, stable: true).Indices;
         var merged = order.slice(1, 0, merges, 1).contiguous();
@@ -77,11 +80,12 @@ public static class BipartiteSoftMatching
         var destination = bestIndex.gather(1, merged);
 
         var aMap = empty(batch, na, dtype: ScalarType.Int64, device: device);
-        aMap.scatter_(1, unmerged, arange(kept, dtype: ScalarType.Int64, device: device).expand(batch, kept));
-        aMap.scatter_(1, merged, destination + kept);
+        using var keptCount = kept.ToScalar();
+        aMap.scatter_(1, unmerged, Scalars.Arange(kept, ScalarType.Int64, device).expand(batch, kept));
+        aMap.scatter_(1, merged, destination.add(keptCount, Scalars.One));
         var tokenMap = empty(batch, n, dtype: ScalarType.Int64, device: device);
         tokenMap.slice(1, 0, n, 2).copy_(aMap);
-        tokenMap.slice(1, 1, n, 2).copy_(arange(kept, kept + nb, dtype: ScalarType.Int64, device: device).expand(batch, nb));
+        tokenMap.slice(1, 1, n, 2).copy_(Scalars.Arange(kept, kept + nb, ScalarType.Int64, device).expand(batch, nb));
 
         return new MergePlan((int)n, merges,
             unmerged.MoveToOuterDisposeScope(), merged.MoveToOuterDisposeScope(),
@@ -128,7 +132,7 @@ public static class BipartiteSoftMatching
     /// The source map before any merge: patch p (CLS excluded) is held by token p + 1. int64 [B, L].
     /// </summary>
     public static Tensor InitialSourceMap(long batch, long patchCount, Device? device = null)
-        => arange(1, patchCount + 1, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, patchCount).contiguous();
+        => Scalars.Arange(1, patchCount + 1, ScalarType.Int64, device).unsqueeze(0).expand(batch, patchCount).contiguous();
 
     /// <summary>
     /// Attention recovery: gives every original patch the value of the token that holds it.

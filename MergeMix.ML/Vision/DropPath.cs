@@ -30,6 +30,7 @@ public sealed class DropPath : nn.Module<Tensor, Tensor>
         Array.Fill(shape, 1L);
         shape[0] = x.shape[0];
         using var mask = empty(shape, dtype: x.dtype, device: x.device).bernoulli_(keep);
-        return x * mask / keep;
+        using var keepScalar = keep.ToScalar();
+        return (x * mask).div(keepScalar);
     }
 }

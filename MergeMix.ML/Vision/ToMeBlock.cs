@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -47,8 +48,9 @@ internal sealed class ToMeAttention : nn.Module
         if (captureClsRow)
         {
             // The fused kernel does not expose the weights, so the captured block computes softmax attention itself.
-            var logits = q.matmul(k.transpose(-2, -1)) * scale;
-            if (keyBias is not null) logits = logits + keyBias;
+            using var scaleScalar = scale.ToScalar();
+            var logits = q.matmul(k.transpose(-2, -1)).mul(scaleScalar);
+            if (keyBias is not null) logits = logits.add(keyBias, Scalars.One);
             var attention = logits.softmax(-1);
             clsRow = attention.select(2, 0).mean(new long[] { 1 });
             output = attnDrop.call(attention).matmul(v);
@@ -96,12 +98,12 @@ internal sealed class ToMeBlock : nn.Module
     public (Tensor X, Tensor Metric, Tensor? ClsRow) AttentionResidual(Tensor x, Tensor? keyBias, bool captureClsRow)
     {
         var (y, metric, clsRow) = attn.Run(norm1.call(x), keyBias, captureClsRow);
-        return (x + dropPath1.call(y), metric, clsRow);
+        return (x.add(dropPath1.call(y), Scalars.One), metric, clsRow);
     }
 
     public Tensor MlpResidual(Tensor x)
     {
         var h = mlpDrop.call(fc2.call(mlpDrop.call(act.call(fc1.call(norm2.call(x))))));
-        return x + dropPath2.call(h);
+        return x.add(dropPath2.call(h), Scalars.One);
     }
 }

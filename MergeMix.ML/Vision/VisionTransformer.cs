@@ -1,3 +1,4 @@
+using MergeMix.ML.Runtime;
 using MergeMix.ML.TokenMerging;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -126,7 +127,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         long batch = images.shape[0];
         var x = patchEmbed.call(images).flatten(2).transpose(1, 2);
         long patches = x.shape[1];
-        x = posDrop.call(cat(new[] { clsToken.expand(batch, -1, -1), x }, 1) + posEmbed);
+        x = posDrop.call(cat(new[] { clsToken.expand(batch, -1, -1), x }, 1).add(posEmbed, Scalars.One));
 
         int[] schedule = merge
             ? MergeSchedule.ForModel(depth, options.EffectiveMergeCount, (int)patches, options.MergeInflection)
@@ -197,7 +198,10 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
     // timm's trunc_normal_(std=0.02) with absolute bounds ±2 (100 std, so the clamp practically never acts).
     // TorchSharp 0.107's nn.init.trunc_normal_ and nn.init.uniform_ ignore their generator (and trunc_normal_ filled
     // the tensor with a constant here), so initialisation uses the Tensor methods, which honour it.
-    private static void TruncatedNormal(Tensor t, Generator? generator) => t.normal_(0.0, 0.02, generator).clamp_(-2.0, 2.0);
+    private static void TruncatedNormal(Tensor t, Generator? generator) => t.normal_(0.0, 0.02, generator).clamp_(LowerInitBound, UpperInitBound);
+
+    private static readonly Scalar LowerInitBound = -2.0;
+    private static readonly Scalar UpperInitBound = 2.0;
 
     private void CheckImages(Tensor images)
     {
