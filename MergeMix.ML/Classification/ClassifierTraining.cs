@@ -165,10 +165,18 @@ public static class ClassifierTraining
 
         var history = new List<EpochReport>();
         int firstEpoch = 0;
-        if (options.CheckpointFolder is { } folder && Checkpoint.Exists(folder))
+        EpochPosition? resumeAt = null;
+        string? folder = options.CheckpointFolder;
+        var fingerprint = folder is null ? null : Fingerprint(train, softLabels, options);
+        if (folder is not null && Checkpoint.Exists(folder))
         {
-            firstEpoch = Checkpoint.Load(folder, model, optimizer, history);
-            channel?.Info(MessageSensitivity.None, "Resuming from checkpoint {0} after epoch {1}.", folder, firstEpoch);
+            CheckFingerprint(folder, fingerprint!, options, channel);
+            var saved = Checkpoint.Load(folder, model, optimizer);
+            history.AddRange(saved.History);
+            firstEpoch = saved.History.Count;
+            resumeAt = saved.Position is { } position && position.Epoch == firstEpoch ? position : null;
+            channel?.Info(MessageSensitivity.None, "Resuming from checkpoint {0} after epoch {1}{2}.", folder, firstEpoch,
+                resumeAt is null ? "" : $" and {resumeAt.Steps} steps of epoch {firstEpoch + 1}");
         }
 
         var onlineMixing = options.OnlineMixing is { Name: not "none" } policy ? policy : null;
@@ -185,10 +193,24 @@ public static class ClassifierTraining
             random.Shuffle(order);
             model.train();
             model.Backbone.MergeEnabled = options.MergeDuringTraining;
-            double lossSum = 0;
+            double lossSum = 0, earlierSeconds = 0;
             int steps = 0;
+            var resume = resumeAt is { } at && at.Epoch == epoch ? at : null;
+            if (resume is not null)
+            {
+                lossSum = resume.LossSum;
+                earlierSeconds = resume.Seconds;
+                RestoreRandomState(resume, generator);
+            }
             foreach (var (start, count) in Batches(train.Count, options.BatchSize))
             {
+                if (resume is not null && steps < resume.Steps)
+                {
+                    // Steps done before the checkpoint: consume their augmentation draws so the next step sees the same stream.
+                    for (int b = 0; b < count; b++) DrawAugmentation(random, options);
+                    steps++;
+                    continue;
+                }
                 options.CancellationToken.ThrowIfCancellationRequested();
                 long step = (long)epoch * stepsPerEpoch + steps;
                 double lr = LearningRateAt(step, totalSteps, warmupSteps, options.LearningRate, options.MinLearningRate);
@@ -229,17 +251,21 @@ public static class ClassifierTraining
                 optimizer.step();
                 lossSum += loss.item<float>();
                 steps++;
+                if (folder is not null && options.CheckpointEverySteps > 0 && steps % options.CheckpointEverySteps == 0 && steps < stepsPerEpoch)
+                    Checkpoint.Save(folder, model, optimizer, history, fingerprint!,
+                        CapturePosition(epoch, steps, lossSum, earlierSeconds + watch.Elapsed.TotalSeconds, generator));
             }
+            resumeAt = null;
             watch.Stop();
             model.Backbone.MergeEnabled = options.MergeAtInference;
             var metrics = validation is null ? null : Evaluate(model, validation, options.BatchSize);
             var report = new EpochReport(epoch + 1, options.Epochs, lossSum / steps,
                 LearningRateAt((long)(epoch + 1) * stepsPerEpoch - 1, totalSteps, warmupSteps, options.LearningRate, options.MinLearningRate),
-                watch.Elapsed.TotalSeconds, metrics);
+                earlierSeconds + watch.Elapsed.TotalSeconds, metrics);
             history.Add(report);
             channel?.Info(MessageSensitivity.None, "Epoch {0}/{1}: loss {2:F4}, {3:F1} s{4}", report.Epoch, report.Epochs, report.TrainLoss, report.Seconds,
                 metrics is null ? "" : $", validation accuracy {metrics.Accuracy:P2}, log-loss {metrics.LogLoss:F4}, ECE {metrics.ExpectedCalibrationError:P2}");
-            if (options.CheckpointFolder is { } checkpointFolder) Checkpoint.Save(checkpointFolder, model, optimizer, history);
+            if (folder is not null) Checkpoint.Save(folder, model, optimizer, history, fingerprint!, position: null);
             options.Progress?.Report(report);
         }
         model.Backbone.MergeEnabled = options.MergeAtInference;
@@ -389,9 +415,7 @@ public static class ClassifierTraining
         {
             var source = set.Image(indices[b]);
             var target = buffer.AsSpan(b * size, size);
-            int dy = pad > 0 ? random.Next(-pad, pad + 1) : 0;
-            int dx = pad > 0 ? random.Next(-pad, pad + 1) : 0;
-            bool flip = o.HorizontalFlip && random.Next(2) == 1;
+            var (dy, dx, flip) = DrawAugmentation(random, o);
             for (int ch = 0; ch < c; ch++)
                 for (int y = 0; y < h; y++)
                 {
@@ -407,6 +431,16 @@ public static class ClassifierTraining
                 }
         }
         return tensor(buffer, new long[] { indices.Length, c, h, w }, device: device);
+    }
+
+    /// <summary>One image's random shift and flip: every draw from <paramref name="random"/> an augmented image makes.</summary>
+    private static (int Dy, int Dx, bool Flip) DrawAugmentation(Random random, VisionTransformerTrainerOptions o)
+    {
+        int pad = o.RandomCropPadding;
+        int dy = pad > 0 ? random.Next(-pad, pad + 1) : 0;
+        int dx = pad > 0 ? random.Next(-pad, pad + 1) : 0;
+        bool flip = o.HorizontalFlip && random.Next(2) == 1;
+        return (dy, dx, flip);
     }
 
     /// <summary>Per-channel mean and standard deviation (floored at 1e-3) of every pixel of the set.</summary>
@@ -489,33 +523,103 @@ public static class ClassifierTraining
     /// </summary>
     public const string CheckpointWeightsFile = "model.bin";
 
+    /// <summary>
+    /// What decides the result of training on <paramref name="train"/> with <paramref name="options"/>: every option
+    /// but those of <see cref="VisionTransformerTrainerOptions.NotInFingerprint"/>, the initial weights file and the
+    /// content of the images, labels, class names and soft labels.
+    /// </summary>
+    internal static TrainingFingerprint Fingerprint(LabeledImageSet train, float[]? softLabels, VisionTransformerTrainerOptions options)
+    {
+        var fingerprint = new TrainingFingerprint();
+        fingerprint.AddOptions("", options, VisionTransformerTrainerOptions.NotInFingerprint);
+        if (options.InitialWeights is { } weights) fingerprint.Add($"{nameof(options.InitialWeights)}.File", TrainingFingerprint.HashFile(weights.Path));
+        fingerprint.AddData("Images", TrainingFingerprint.Hash(train.Pixels, $"pixels of {train.Count} {train.Channels}×{train.Height}×{train.Width} images"));
+        fingerprint.AddData("Labels", TrainingFingerprint.Hash(train.Labels, "labels"));
+        fingerprint.AddData("ClassNames", TrainingFingerprint.Hash(train.ClassNames, "class names"));
+        fingerprint.AddData("SoftLabels", softLabels is null ? "none" : TrainingFingerprint.Hash(softLabels, "soft-label values"));
+        return fingerprint;
+    }
+
+    private static void CheckFingerprint(string folder, TrainingFingerprint current, VisionTransformerTrainerOptions options, IChannel? channel)
+    {
+        var saved = Checkpoint.ReadFingerprint(folder);
+        if (saved is null)
+        {
+            channel?.Warning(MessageSensitivity.None,
+                "Checkpoint {0} has no {1} (written by an earlier version): resuming without checking that its data and options match.",
+                folder, TrainingFingerprint.FileName);
+            return;
+        }
+        var differences = current.DifferencesFrom(saved);
+        if (differences.Count == 0) return;
+        if (options.OnCheckpointMismatch == CheckpointMismatch.Fail)
+            throw TrainingFingerprint.MismatchError(folder, differences, nameof(VisionTransformerTrainerOptions.OnCheckpointMismatch));
+        channel?.Warning(MessageSensitivity.None, "Resuming from checkpoint {0} although it was made with other data or options " +
+            "(OnCheckpointMismatch = Resume): {1}.", folder, string.Join("; ", differences));
+    }
+
+    /// <summary>Where a checkpoint written inside an epoch stopped, with the random streams' states at that point.</summary>
+    private sealed record EpochPosition(int Epoch, int Steps, double LossSum, double Seconds, byte[] TorchRandomState, byte[] GeneratorState);
+
+    /// <summary>The checkpoint's state file: finished epochs and, inside an epoch, where it stopped.</summary>
+    private sealed record CheckpointState(List<EpochReport> History, EpochPosition? Position);
+
+    private static EpochPosition CapturePosition(int epoch, int steps, double lossSum, double seconds, Generator generator)
+    {
+        using var torchState = torch.random.get_rng_state();
+        using var generatorState = generator.get_state();
+        return new EpochPosition(epoch, steps, lossSum, seconds, torchState.bytes.ToArray(), generatorState.bytes.ToArray());
+    }
+
+    private static void RestoreRandomState(EpochPosition position, Generator generator)
+    {
+        using var torchState = tensor(position.TorchRandomState, ScalarType.Byte);
+        torch.random.set_rng_state(torchState);
+        using var generatorState = tensor(position.GeneratorState, ScalarType.Byte);
+        generator.set_state(generatorState);
+    }
+
     private static class Checkpoint
     {
         private const string ModelFile = CheckpointWeightsFile;
         private const string OptimizerFile = "optimizer.bin";
         private const string StateFile = "state.json";
+        private const string FingerprintFile = TrainingFingerprint.FileName;
 
         public static bool Exists(string folder) => File.Exists(Path.Combine(folder, StateFile));
 
-        public static void Save(string folder, ImageClassifierModel model, AdamW optimizer, List<EpochReport> history)
+        public static void Save(string folder, ImageClassifierModel model, AdamW optimizer, List<EpochReport> history, TrainingFingerprint fingerprint,
+            EpochPosition? position)
         {
             Directory.CreateDirectory(folder);
             // Write to temporary names, then rename, so an interrupted save never leaves a torn checkpoint.
             model.save(Path.Combine(folder, ModelFile + ".tmp"));
             optimizer.save_state_dict(Path.Combine(folder, OptimizerFile + ".tmp"));
-            File.WriteAllText(Path.Combine(folder, StateFile + ".tmp"), JsonSerializer.Serialize(history, Json));
-            foreach (var file in new[] { ModelFile, OptimizerFile, StateFile })
+            using (var file = File.Create(Path.Combine(folder, FingerprintFile + ".tmp"))) fingerprint.Write(file);
+            File.WriteAllText(Path.Combine(folder, StateFile + ".tmp"), JsonSerializer.Serialize(new CheckpointState(history, position), Json));
+            foreach (var file in new[] { ModelFile, OptimizerFile, FingerprintFile, StateFile })
                 File.Move(Path.Combine(folder, file + ".tmp"), Path.Combine(folder, file), overwrite: true);
         }
 
-        public static int Load(string folder, ImageClassifierModel model, AdamW optimizer, List<EpochReport> history)
+        public static TrainingFingerprint? ReadFingerprint(string folder)
         {
+            string path = Path.Combine(folder, FingerprintFile);
+            if (!File.Exists(path)) return null;
+            using var file = File.OpenRead(path);
+            return TrainingFingerprint.Read(file, path);
+        }
+
+        public static CheckpointState Load(string folder, ImageClassifierModel model, AdamW optimizer)
+        {
+            string statePath = Path.Combine(folder, StateFile);
+            string text = File.ReadAllText(statePath);
+            // Checkpoints of earlier versions hold the history alone, as a JSON array.
+            var state = text.TrimStart().StartsWith('[')
+                ? new CheckpointState(JsonSerializer.Deserialize<List<EpochReport>>(text, Json) ?? new(), null)
+                : JsonSerializer.Deserialize<CheckpointState>(text, Json) ?? throw new InvalidDataException($"Checkpoint state {statePath} is empty.");
             model.load(Path.Combine(folder, ModelFile));
             optimizer.load_state_dict(Path.Combine(folder, OptimizerFile));
-            var saved = JsonSerializer.Deserialize<List<EpochReport>>(File.ReadAllText(Path.Combine(folder, StateFile)), Json)
-                ?? throw new InvalidDataException($"Checkpoint state {Path.Combine(folder, StateFile)} is empty.");
-            history.AddRange(saved);
-            return saved.Count;
+            return state;
         }
     }
 }

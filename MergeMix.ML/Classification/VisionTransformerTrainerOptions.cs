@@ -1,4 +1,5 @@
 using MergeMix.ML.Mixing;
+using MergeMix.ML.Runtime;
 using MergeMix.ML.Transforms;
 using MergeMix.ML.Vision;
 using Microsoft.ML;
@@ -143,8 +144,25 @@ public sealed class VisionTransformerTrainerOptions
     /// <summary>Intra-op threads for torch while training (the previous setting is restored afterwards); 0 keeps the current setting.</summary>
     public int Threads;
 
-    /// <summary>Folder for a checkpoint written after every epoch; training resumes from it when it exists.</summary>
+    /// <summary>
+    /// Folder for a checkpoint written after every epoch (and every <see cref="CheckpointEverySteps"/> steps); training
+    /// resumes from it when it exists, exactly where it stopped. The checkpoint records a fingerprint of what decides
+    /// the result (the training data's content and every option but column names, <see cref="ValidationSet"/>,
+    /// <see cref="Device"/>, <see cref="Threads"/>, <see cref="Progress"/>, <see cref="CancellationToken"/> and these
+    /// checkpoint settings); a checkpoint made with anything else is refused, naming what differs, unless
+    /// <see cref="OnCheckpointMismatch"/> says to resume anyway.
+    /// </summary>
     public string? CheckpointFolder;
+
+    /// <summary>
+    /// Also checkpoint within an epoch, every this many optimisation steps (0 = at the end of each epoch only), so that
+    /// an interrupted long epoch resumes from its last such step instead of its start. On the CPU the resumed run is
+    /// bit for bit the uninterrupted one (the random streams' states are saved with the weights).
+    /// </summary>
+    public int CheckpointEverySteps;
+
+    /// <summary>What to do when <see cref="CheckpointFolder"/> holds a checkpoint made with other data or options.</summary>
+    public CheckpointMismatch OnCheckpointMismatch = CheckpointMismatch.Fail;
 
     /// <summary>Called after every epoch.</summary>
     public IProgress<EpochReport>? Progress;
@@ -169,6 +187,10 @@ public sealed class VisionTransformerTrainerOptions
         if (GradientClipNorm < 0) throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), $"GradientClipNorm must be ≥ 0, got {GradientClipNorm}.");
         if (RandomCropPadding < 0) throw new ArgumentOutOfRangeException(nameof(RandomCropPadding), $"RandomCropPadding must be ≥ 0, got {RandomCropPadding}.");
         if (Threads < 0) throw new ArgumentOutOfRangeException(nameof(Threads), $"Threads must be ≥ 0, got {Threads}.");
+        if (CheckpointEverySteps < 0)
+            throw new ArgumentOutOfRangeException(nameof(CheckpointEverySteps), $"CheckpointEverySteps must be ≥ 0 (0 = at epoch ends only), got {CheckpointEverySteps}.");
+        if (!Enum.IsDefined(OnCheckpointMismatch))
+            throw new ArgumentOutOfRangeException(nameof(OnCheckpointMismatch), $"Unknown OnCheckpointMismatch value {OnCheckpointMismatch}.");
         ArgumentNullException.ThrowIfNull(Model, nameof(Model));
         if (SoftLabelColumnName is not null && OnlineMixing is not null)
             throw new ArgumentException(SoftLabelsWithOnlineMixing, nameof(OnlineMixing));
@@ -178,6 +200,17 @@ public sealed class VisionTransformerTrainerOptions
         Positive(HeadLearningRateMultiplier, nameof(HeadLearningRateMultiplier));
         InitialWeights?.Validate(nameof(InitialWeights));
     }
+
+    /// <summary>
+    /// Options left out of the checkpoint fingerprint: they say where data is read from or results go, where and how
+    /// fast training runs, or how it is observed, never what it computes (the data's own content is fingerprinted).
+    /// </summary>
+    internal static readonly string[] NotInFingerprint =
+    {
+        nameof(LabelColumnName), nameof(SoftLabelColumnName), nameof(FeatureColumnName), nameof(ScoreColumnName), nameof(PredictedLabelColumnName),
+        nameof(ValidationSet), nameof(Device), nameof(Threads), nameof(CheckpointFolder), nameof(CheckpointEverySteps), nameof(OnCheckpointMismatch),
+        nameof(Progress), nameof(CancellationToken),
+    };
 
     internal const string SoftLabelsWithOnlineMixing =
         "SoftLabelColumnName (labels of an offline mixer) and OnlineMixing cannot be combined: mix either in the pipeline or in the trainer.";
