@@ -4,7 +4,7 @@ using System.Text;
 using MergeMix.ML.Alignment;
 using MergeMix.ML.Classification;
 using MergeMix.ML.Data;
-using MergeMix.ML.Imaging;
+using MergeMix.ML.Samples.Imaging;
 using MergeMix.ML.Mixing;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -346,7 +346,7 @@ internal static class AlignCommand
             new(name, steps.Select(s => (double)s.Step).ToArray(), MovingAverage(steps.Select(value).ToArray(), window));
         LinePlot.Save(Path.Combine(output, "align-loss.png"), $"Preference phase loss ({window}-step moving average)", "step", "loss",
             preference.Select(r => Series(r.Key, r.History.Preference, s => s.Loss)).ToArray());
-        LinePlot.Save(Path.Combine(output, "align-margins.png"), $"rewards/margins ({window}-step moving average; DPO: beta x log-ratio)", "step", "margin",
+        LinePlot.Save(Path.Combine(output, "align-margins.png"), $"rewards/margins ({window}-step moving average; DPO: β × log-ratio)", "step", "margin",
             preference.Where(r => r.History.Objective != PreferenceObjective.Sft).Select(r => Series(r.Key, r.History.Preference, s => s.RewardsMargins)).ToArray());
         LinePlot.Save(Path.Combine(output, "align-sft-loss.png"), $"SFT loss ({window}-step moving average)", "step", "loss",
             new[] { Series("sft", results[0].History.Sft, s => s.Loss) });

@@ -1,5 +1,5 @@
 using MergeMix.ML.Data;
-using MergeMix.ML.Imaging;
+using MergeMix.ML.Samples.Imaging;
 using MergeMix.ML.Mixing;
 using static TorchSharp.torch;
 

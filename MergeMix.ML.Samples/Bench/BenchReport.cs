@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text;
-using MergeMix.ML.Imaging;
+using MergeMix.ML.Samples.Imaging;
 
 namespace MergeMix.ML.Samples.Bench;
 
@@ -143,7 +143,7 @@ public static class BenchReport
         LinePlot.Save(accuracyPath, $"{preset}: validation top-1 per epoch (mean over seeds)", "epoch", "top-1 %", curves);
 
         var ecePath = Path.Combine(folder, $"bench-{preset}-ece.png");
-        BarChart.Save(ecePath, $"{preset}: test ECE, 15 bins (mean +/- std over seeds)", "ECE %", present.Select(m =>
+        BarChart.Save(ecePath, $"{preset}: test ECE, 15 bins (mean ± std over seeds)", "ECE %", present.Select(m =>
         {
             var stat = MeanStd.Of(rows.Where(r => r.Method == m).Select(r => r.Ece));
             return (m, 100 * stat.Mean, double.IsNaN(stat.Std) ? 0 : 100 * stat.Std);

@@ -1,5 +1,6 @@
-using MergeMix.ML.Imaging;
 using MergeMix.ML.Mixing;
+using MergeMix.ML.Samples.Imaging;
+using SkiaSharp;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -8,7 +9,7 @@ namespace MergeMix.ML.Tests.Imaging;
 [TestClass]
 public sealed class MixGridTests
 {
-    private static readonly Rgb Ink = Rgb.Grey(230);
+    private static SKColor Grey(byte level) => new(level, level, level);
 
     /// <summary>
     /// Three 2×2 grey images with values 0..11, partners [1, 2, 0]; row 0 keeps pixels 0 and 3 of image 0 and takes
@@ -32,6 +33,22 @@ public sealed class MixGridTests
         return (originals, result);
     }
 
+    /// <summary>Top of the first row and the row height, from the shipped font's line spacing.</summary>
+    private static (int Top, int RowHeight) Layout(int cellHeight)
+    {
+        using var title = MixGrid.TextPaint(MixGrid.TitleSize);
+        using var caption = MixGrid.TextPaint(MixGrid.CaptionSize);
+        return (MixGrid.Gap + (int)MathF.Ceiling(title.FontSpacing) + MixGrid.Gap, Math.Max(cellHeight, (int)MathF.Ceiling(caption.FontSpacing)));
+    }
+
+    private static bool HasInk(SKBitmap bitmap, int left, int top, int right, int bottom)
+    {
+        for (int y = top; y < bottom; y++)
+            for (int x = left; x < right; x++)
+                if (bitmap.GetPixel(x, y) != MixGrid.Background) return true;
+        return false;
+    }
+
     [TestMethod]
     public void CaptionsShowLambdaAndBothClasses()
     {
@@ -42,33 +59,47 @@ public sealed class MixGridTests
     }
 
     [TestMethod]
-    public void GridHasOneRowPerSampleAndTheFourColumns()
+    public void LevelsRoundHalfAwayFromZeroAndClamp()
+    {
+        Assert.AreEqual(70, MixGrid.Level(3, 0, 11));      // 69.55
+        Assert.AreEqual(128, MixGrid.Level(0.5f, 0, 1));    // 127.5 → 128
+        Assert.AreEqual(0, MixGrid.Level(-1, 0, 1));
+        Assert.AreEqual(255, MixGrid.Level(2, 0, 1));
+        Assert.AreEqual(0, MixGrid.Level(float.NaN, 0, 1));
+        Assert.AreEqual(128, MixGrid.Level(5, 1, 0));       // empty range: mid-grey
+    }
+
+    [TestMethod]
+    public void GridHasOneRowPerSampleAndTheFourColumnsWithExactPixels()
     {
         var (originals, result) = HandMade();
         using var _ = originals;
         using var __ = result;
-        var canvas = MixGrid.Render(originals, result, new[] { "cat", "dog" }, rows: 2, upscale: 3);
+        using var grid = MixGrid.Render(originals, result, new[] { "cat", "dog" }, rows: 2, upscale: 3);
 
-        // Cells 6×6; rows 14 high (the scale-2 caption); captions "λ=0.50 cat/dog" and "λ=0.75 dog/cat": (14·6 − 1)·2 = 166.
-        Assert.AreEqual(4 + 4 * (6 + 4) + 166 + 4, canvas.Width);
-        Assert.AreEqual(4 + 7 + 4 + 2 * (14 + 4), canvas.Height);
+        // Cells are 6×6; a row is as high as the 16 px caption line, which is taller than a cell.
+        var (top, rowHeight) = Layout(6);
+        Assert.IsTrue(rowHeight >= 16, $"row height {rowHeight}");
+        Assert.AreEqual(top + 2 * (rowHeight + MixGrid.Gap), grid.Height);
+        int captionLeft = MixGrid.CellLeft(4, 6);
+        Assert.IsTrue(grid.Width > captionLeft + 80, "caption 'λ=0.50 cat/dog' needs room");
 
-        const int top = 15;
-        // Values map 0..11 → 0..255: 3 → 69.5 → 70, 4 → 92.7 → 93, 5 → 115.9 → 116.
-        Assert.AreEqual(Rgb.Black, canvas.GetPixel(4, top));                 // original 0, pixel (0,0)
-        Assert.AreEqual(Rgb.Grey(70), canvas.GetPixel(4 + 5, top + 5));      // original 0, pixel (1,1)
-        Assert.AreEqual(Rgb.Grey(93), canvas.GetPixel(14, top));             // partner = image 1, pixel (0,0)
-        Assert.AreEqual(Rgb.White, canvas.GetPixel(24, top));                // mask: original
-        Assert.AreEqual(Rgb.Black, canvas.GetPixel(24 + 3, top));            // mask: partner
-        Assert.AreEqual(Rgb.Grey(116), canvas.GetPixel(34 + 3, top));        // mixed pixel (0,1) = 5
-        Assert.AreEqual(Ink, canvas.GetPixel(44, top));                      // λ glyph, top-left ink
-        Assert.AreEqual(Ink, canvas.GetPixel(45, top + 1));
-        Assert.AreEqual(Rgb.Grey(32), canvas.GetPixel(46, top));             // λ glyph, blank font pixel
-        // Row 1 starts 18 pixels lower and shows image 1 with partner image 2.
-        Assert.AreEqual(Rgb.Grey(93), canvas.GetPixel(4, top + 18));
-        Assert.AreEqual(Rgb.Grey(185), canvas.GetPixel(14, top + 18));       // image 2, pixel (0,0) = 8 → 185.45
-        // Column titles fit one character per 6 pixels: "O" over the original column.
-        Assert.AreEqual(Ink, canvas.GetPixel(4 + 1, 4));
+        // Values map 0..11 → 0..255: 3 → 69.5 → 70, 4 → 92.7 → 93, 5 → 115.9 → 116; upscaling is nearest-neighbour.
+        Assert.AreEqual(Grey(0), grid.GetPixel(4, top));                  // original 0, pixel (0,0)
+        Assert.AreEqual(Grey(70), grid.GetPixel(4 + 5, top + 5));         // original 0, pixel (1,1)
+        Assert.AreEqual(Grey(93), grid.GetPixel(14, top));                // partner = image 1, pixel (0,0)
+        Assert.AreEqual(Grey(255), grid.GetPixel(24, top));               // mask: original
+        Assert.AreEqual(Grey(0), grid.GetPixel(24 + 3, top));             // mask: partner
+        Assert.AreEqual(Grey(116), grid.GetPixel(34 + 3, top));           // mixed pixel (0,1) = 5
+        Assert.AreEqual(MixGrid.Background, grid.GetPixel(10, top));      // the gap between cells
+        // Row 1 starts one row lower and shows image 1 with partner image 2.
+        int next = top + rowHeight + MixGrid.Gap;
+        Assert.AreEqual(Grey(93), grid.GetPixel(4, next));
+        Assert.AreEqual(Grey(185), grid.GetPixel(14, next));              // image 2, pixel (0,0) = 8 → 185.45
+        // Captions and column titles are drawn (the shipped font has ink).
+        Assert.IsTrue(HasInk(grid, captionLeft, top, grid.Width, top + rowHeight), "caption of row 0");
+        Assert.IsTrue(HasInk(grid, captionLeft, next, grid.Width, next + rowHeight), "caption of row 1");
+        Assert.IsTrue(HasInk(grid, 4, 0, 10, top), "title over the original column");
     }
 
     [TestMethod]
@@ -77,16 +108,15 @@ public sealed class MixGridTests
         var (originals, result) = HandMade(withMask: false, withLabels: false);
         using var _ = originals;
         using var __ = result;
-        var canvas = MixGrid.Render(originals, result, null, upscale: 1);
-        // All three rows; caption "λ=0.50" is 6 characters: (6·6 − 1)·2 = 70.
-        Assert.AreEqual(4 + 4 * (2 + 4) + 70 + 4, canvas.Width);
-        Assert.AreEqual(4 + 7 + 4 + 3 * (14 + 4), canvas.Height);
-        Assert.AreEqual(Rgb.Grey(128), canvas.GetPixel(4 + 2 * 6, 15));         // λ = 0.5
-        Assert.AreEqual(Rgb.Grey(191), canvas.GetPixel(4 + 2 * 6 + 1, 15 + 18)); // λ = 0.75 → 191.25
+        using var grid = MixGrid.Render(originals, result, null, upscale: 1);
+        var (top, rowHeight) = Layout(2);
+        Assert.AreEqual(top + 3 * (rowHeight + MixGrid.Gap), grid.Height);
+        Assert.AreEqual(Grey(128), grid.GetPixel(MixGrid.CellLeft(2, 2), top));                                 // λ = 0.5
+        Assert.AreEqual(Grey(191), grid.GetPixel(MixGrid.CellLeft(2, 2) + 1, top + rowHeight + MixGrid.Gap + 1)); // λ = 0.75 → 191.25
     }
 
     [TestMethod]
-    public void SavesAPngOfTheRenderedSize()
+    public void SavesAPngWithTheRenderedPixels()
     {
         string folder = Directory.CreateTempSubdirectory("mergemix-grid-").FullName;
         try
@@ -99,17 +129,27 @@ public sealed class MixGridTests
             string path = Path.Combine(folder, "grid.png");
             var names = new[] { "plane", "car", "bird" };
             MixGrid.Save(path, images, result, names, rows: 4, upscale: 2);
-            var canvas = MixGrid.Render(images, result, names, rows: 4, upscale: 2);
-            var (width, height, rgb) = PngWriterTests.ReadRgb(path);
-            Assert.AreEqual(canvas.Width, width);
-            Assert.AreEqual(canvas.Height, height);
-            Assert.AreEqual(4 + 7 + 4 + 4 * (16 + 4), height);
-            CollectionAssert.AreEqual(canvas.Pixels.ToArray(), rgb);
+            using var rendered = MixGrid.Render(images, result, names, rows: 4, upscale: 2);
+            using var saved = SKBitmap.Decode(path);
+            Assert.AreEqual(rendered.Width, saved.Width);
+            Assert.AreEqual(rendered.Height, saved.Height);
+            Assert.AreEqual(MixGrid.CellLeft(4, 16) + MixGrid.Gap, saved.Width - (int)MathF.Ceiling(MaxCaptionWidth(result, names)));
+            for (int y = 0; y < saved.Height; y++)
+                for (int x = 0; x < saved.Width; x++)
+                    Assert.AreEqual(rendered.GetPixel(x, y), saved.GetPixel(x, y), $"pixel ({x}, {y})");
         }
         finally
         {
             Directory.Delete(folder, recursive: true);
         }
+    }
+
+    private static float MaxCaptionWidth(MixResult result, string[] names)
+    {
+        using var paint = MixGrid.TextPaint(MixGrid.CaptionSize);
+        long[] labels = result.Labels!.data<long>().ToArray(), partner = result.Partner.data<long>().ToArray();
+        float[] lambda = result.Lambda.data<float>().ToArray();
+        return Enumerable.Range(0, 4).Max(i => paint.MeasureText(MixGrid.Caption(lambda[i], labels[i], labels[partner[i]], names)));
     }
 
     [TestMethod]
@@ -124,5 +164,7 @@ public sealed class MixGridTests
         Assert.AreEqual("result", Assert.ThrowsExactly<ArgumentException>(() => MixGrid.Render(wider, result, null)).ParamName);
         Assert.AreEqual("rows", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => MixGrid.Render(originals, result, null, rows: 0)).ParamName);
         Assert.AreEqual("upscale", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => MixGrid.Render(originals, result, null, upscale: 0)).ParamName);
+        string png = Path.Combine(Path.GetTempPath(), "x.jpg");
+        Assert.AreEqual("path", Assert.ThrowsExactly<ArgumentException>(() => MixGrid.Save(png, originals, result, null)).ParamName);
     }
 }
