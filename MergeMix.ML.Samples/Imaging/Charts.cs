@@ -32,7 +32,14 @@ public static class LinePlot
             throw new ArgumentException("The series have no finite points.", nameof(series));
 
         var model = ChartImage.NewModel(title);
-        model.Axes.Add(ChartImage.ValueAxis(AxisPosition.Bottom, xLabel));
+        var xAxis = ChartImage.ValueAxis(AxisPosition.Bottom, xLabel);
+        // Whole-number x values (epochs, steps) get whole-number ticks: no "epoch 1.5".
+        if (series.All(s => s.X.All(x => !double.IsFinite(x) || x == Math.Floor(x))))
+        {
+            xAxis.MinimumMajorStep = 1;
+            xAxis.MinimumMinorStep = 1;
+        }
+        model.Axes.Add(xAxis);
         model.Axes.Add(ChartImage.ValueAxis(AxisPosition.Left, yLabel));
         model.Legends.Add(new Legend
         {
