@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using MergeMix.ML.Augmentation;
 using MergeMix.ML.Mixing;
 using MergeMix.ML.Vision;
 using static TorchSharp.torch;
@@ -8,7 +9,8 @@ namespace MergeMix.ML.Samples;
 
 /// <summary>
 /// `speed`: images/s of MergeMix mixing (ToMe attention pass + mask + mix) against Mixup, and the ToMe forward
-/// speed-up of the default ViT, measured in one run on random 32×32 images.
+/// speed-up of the default ViT, and the cost of the trainer's RandAugment option, measured in one run on random
+/// 32×32 images.
 /// </summary>
 internal static class SpeedCommand
 {
@@ -39,6 +41,15 @@ internal static class SpeedCommand
 
         double mergeMix = MixRate(new MergeMixPolicy());
         double mixup = MixRate(new MixupPolicy());
+        double randAugment;
+        {
+            using var augmentGenerator = new Generator(2);
+            var augmentation = new RandAugmentation(new RandAugmentOptions(), augmentGenerator);
+            augmentation.Apply(images).Dispose();
+            var watch = Stopwatch.StartNew();
+            for (int i = 0; i < iterations; i++) augmentation.Apply(images).Dispose();
+            randAugment = batch * iterations / watch.Elapsed.TotalSeconds;
+        }
         double withoutToMe = VisionTransformerBenchmark.ForwardImagesPerSecond(model, batch, merge: false, iterations);
         double withToMe = VisionTransformerBenchmark.ForwardImagesPerSecond(model, batch, merge: true, iterations);
 
@@ -53,6 +64,8 @@ internal static class SpeedCommand
             | ViT forward, no merging | {I(withoutToMe)} |
             | ViT forward, ToMe merging | {I(withToMe)} |
             | ToMe forward speed-up | {R(withToMe / withoutToMe)}× |
+            | RandAugment, trainer option (TorchVision, 2 ops, magnitude 7 of 10, per image) | {I(randAugment)} ({R(batch * 1000.0 / randAugment)} ms per batch) |
+            | ratio RandAugment / ViT forward (no merging) | {R(randAugment / withoutToMe)} |
             """;
         Console.WriteLine(table);
         File.WriteAllText(Path.Combine(output, "speed.md"), table + Environment.NewLine);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using MergeMix.ML.Augmentation;
 using MergeMix.ML.Data;
 using MergeMix.ML.Mixing;
 using MergeMix.ML.Runtime;
@@ -46,6 +47,7 @@ public static class ClassifierTraining
             throw new ArgumentException(VisionTransformerTrainerOptions.SoftLabelsWithOnlineMixing, nameof(options));
         if (validation is not null && (validation.ImageSize != train.ImageSize || !validation.ClassNames.SequenceEqual(train.ClassNames)))
             throw new ArgumentException($"The validation set must have the training set's image shape ({train.Channels}×{train.Height}×{train.Width}) and classes ({string.Join(", ", train.ClassNames)}), in that order.", nameof(validation));
+        if (options.RandAugment is not null) RandAugmentation.CheckPixelRange(train, nameof(options.RandAugment));
 
         var device = TorchDevice.Resolve(options.Device, nameof(options.Device));
         if (options.Threads <= 0) return Run(train, softLabels, validation, options, channel, device, pretrained);
@@ -189,6 +191,8 @@ public static class ClassifierTraining
             torch.manual_seed(EpochSeed(options.Seed, epoch, 1));
             var random = new Random(EpochSeed(options.Seed, epoch, 2));
             using var generator = new Generator((ulong)EpochSeed(options.Seed, epoch, 3), device);
+            using var augmentGenerator = options.RandAugment is null ? null : new Generator((ulong)EpochSeed(options.Seed, epoch, 4));
+            var randAugment = augmentGenerator is null ? null : new RandAugmentation(options.RandAugment!, augmentGenerator);
             var order = Enumerable.Range(0, train.Count).ToArray();
             random.Shuffle(order);
             model.train();
@@ -219,7 +223,7 @@ public static class ClassifierTraining
 
                 using var scope = NewDisposeScope();
                 var indices = order.AsSpan(start, count);
-                var images = AugmentedBatch(train, indices, options, random, device);
+                var images = AugmentedBatch(train, indices, options, random, device, randAugment);
                 var labels = tensor(indices.ToArray().Select(i => (long)train.Labels[i]).ToArray(), device: device);
                 var targets = softLabels is null
                     ? nn.functional.one_hot(labels, classes).to(ScalarType.Float32)
@@ -406,8 +410,14 @@ public static class ClassifierTraining
         return tensor(values, new long[] { indices.Length, classes }, device: device);
     }
 
-    /// <summary>Copies the batch with a random shift (zero padding) and horizontal flip per image.</summary>
-    private static Tensor AugmentedBatch(LabeledImageSet set, ReadOnlySpan<int> indices, VisionTransformerTrainerOptions o, Random random, Device device)
+    /// <summary>Copies the batch with a random shift (zero padding) and horizontal flip per image, then RandAugment if on.</summary>
+    /// <remarks>
+    /// Crop and flip stay our own rather than TorchVision's RandomCrop/RandomHorizontalFlip: those draw once per call,
+    /// so a batch call shifts and flips every image alike, and per-image calls cost a few tensor ops per image where
+    /// this is one pass over the batch while it is copied.
+    /// </remarks>
+    private static Tensor AugmentedBatch(LabeledImageSet set, ReadOnlySpan<int> indices, VisionTransformerTrainerOptions o, Random random, Device device,
+        RandAugmentation? randAugment)
     {
         int c = set.Channels, h = set.Height, w = set.Width, size = set.ImageSize, pad = o.RandomCropPadding;
         var buffer = new float[indices.Length * size];
@@ -430,7 +440,9 @@ public static class ClassifierTraining
                     }
                 }
         }
-        return tensor(buffer, new long[] { indices.Length, c, h, w }, device: device);
+        if (randAugment is null) return tensor(buffer, new long[] { indices.Length, c, h, w }, device: device);
+        using var cpu = tensor(buffer, new long[] { indices.Length, c, h, w });
+        return randAugment.Apply(cpu).to(device);
     }
 
     /// <summary>One image's random shift and flip: every draw from <paramref name="random"/> an augmented image makes.</summary>

@@ -1,3 +1,4 @@
+using MergeMix.ML.Augmentation;
 using MergeMix.ML.Mixing;
 using MergeMix.ML.Runtime;
 using MergeMix.ML.Transforms;
@@ -114,6 +115,13 @@ public sealed class VisionTransformerTrainerOptions
     /// <summary>Flip images horizontally with probability 0.5.</summary>
     public bool HorizontalFlip = true;
 
+    /// <summary>
+    /// RandAugment on each training image after crop and flip (TorchVision's operations, drawn from a generator seeded
+    /// by <see cref="Seed"/> and the epoch); null (the default) turns it off. Needs pixel values 0..255.
+    /// <c>new RandAugmentOptions()</c> is the MergeMix paper's recipe (2 operations, magnitude 7 of 10).
+    /// </summary>
+    public RandAugmentOptions? RandAugment;
+
     /// <summary>Per-channel mean in raw pixel units; null computes it from the training images.</summary>
     public float[]? ChannelMean;
 
@@ -186,6 +194,7 @@ public sealed class VisionTransformerTrainerOptions
         if (LabelSmoothing < 0 || LabelSmoothing >= 1) throw new ArgumentOutOfRangeException(nameof(LabelSmoothing), $"LabelSmoothing must be in [0, 1), got {LabelSmoothing}.");
         if (GradientClipNorm < 0) throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), $"GradientClipNorm must be ≥ 0, got {GradientClipNorm}.");
         if (RandomCropPadding < 0) throw new ArgumentOutOfRangeException(nameof(RandomCropPadding), $"RandomCropPadding must be ≥ 0, got {RandomCropPadding}.");
+        RandAugment?.Validate(nameof(RandAugment));
         if (Threads < 0) throw new ArgumentOutOfRangeException(nameof(Threads), $"Threads must be ≥ 0, got {Threads}.");
         if (CheckpointEverySteps < 0)
             throw new ArgumentOutOfRangeException(nameof(CheckpointEverySteps), $"CheckpointEverySteps must be ≥ 0 (0 = at epoch ends only), got {CheckpointEverySteps}.");

@@ -8,6 +8,13 @@ namespace MergeMix.ML.Vision;
 /// <see cref="Rate"/> and otherwise scaled by 1/(1 − Rate), so its expectation is unchanged. Identity in eval mode.
 /// Uses torch's global generator, like <c>nn.Dropout</c>.
 /// </summary>
+/// <remarks>
+/// This is TorchVision's <c>ops.stochastic_depth</c> in "row" mode (same Bernoulli draws from the same generator),
+/// kept as our own for two reasons: TorchVision divides by a temporary <c>Scalar</c> it cannot keep alive, which
+/// TorchSharp 0.107's finalizer race can free mid-call (see README, known issues), and it computes x·(mask/keep)
+/// where we compute (x·mask)/keep, which differs in the last bit and would change every trained model and benchmark
+/// number recorded so far.
+/// </remarks>
 public sealed class DropPath : nn.Module<Tensor, Tensor>
 {
     /// <summary>Creates a drop-path module with drop probability <paramref name="rate"/> in [0, 1).</summary>
