@@ -1,6 +1,5 @@
 using MergeMix.ML.Alignment;
 using MergeMix.ML.Data;
-using MergeMix.ML.Imaging;
 using MergeMix.ML.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -113,11 +112,16 @@ public sealed class ErrorMessageTests
         var root = Path.Combine(Path.GetTempPath(), "mergemix-unreadable-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var pixels = new float[3 * 8 * 8];
+            var black = new byte[8 * 8 * 4];
+            for (int p = 3; p < black.Length; p += 4) black[p] = 255;
             foreach (var name in new[] { "cat", "dog" })
             {
                 Directory.CreateDirectory(Path.Combine(root, name));
-                for (int i = 0; i < 2; i++) PngWriter.Save(Path.Combine(root, name, $"{i}.png"), pixels, 3, 8, 8);
+                for (int i = 0; i < 2; i++)
+                {
+                    using var image = MLImage.CreateFromPixels(8, 8, MLPixelFormat.Rgba32, black);
+                    image.Save(Path.Combine(root, name, $"{i}.png"));
+                }
             }
             string broken = Path.Combine(root, "dog", "2.png");
             File.WriteAllBytes(broken, new byte[] { 1, 2, 3, 4, 5, 6, 7, 8 });
