@@ -153,6 +153,40 @@ public sealed class VisionTransformerCheckpointTests
     }
 
     [TestMethod]
+    public void HalfPrecisionAndWrappedCheckpointsLoad()
+    {
+        // bf16 safetensors (as many hub files are): read as float32 of the same values.
+        var timm = RandomTimm(14);
+        var bf16 = timm.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.BFloat16));
+        string half = Path.Combine(folder, "bf16.safetensors");
+        Save(half, bf16);
+        using (var checkpoint = VisionTransformerCheckpoint.Read(half, Heads))
+        using (var model = checkpoint.CreateModel())
+        {
+            model.eval();
+            using var images = Images(15);
+            var widened = bf16.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float32));
+            Assert.IsTrue(MaxDifference(TimmForward(widened, images, 1e-6), model.call(images)) < 1e-5f);
+        }
+
+        // A training script's checkpoint: {"model": state_dict of a DataParallel model ("module." names), "epoch": 299}.
+        var wrapped = new Dictionary<string, object>
+        {
+            ["model"] = timm.ToDictionary(kv => "module." + kv.Key, kv => kv.Value),
+            ["epoch"] = 299L,
+        };
+        string script = Path.Combine(folder, "checkpoint.pth");
+        PyTorchPickler.PickleStateDict(script, wrapped);
+        using (var checkpoint = VisionTransformerCheckpoint.Read(script, Heads))
+        using (var model = checkpoint.CreateModel())
+        {
+            model.eval();
+            using var images = Images(16);
+            Assert.IsTrue(MaxDifference(TimmForward(timm, images, 1e-6), model.call(images)) < 1e-5f);
+        }
+    }
+
+    [TestMethod]
     public void ExportedTimmSafetensorsReloadIdentically()
     {
         using var model = new VisionTransformer(new VisionTransformerOptions
@@ -204,10 +238,18 @@ public sealed class VisionTransformerCheckpointTests
         Assert.IsTrue(Same(resized.slice(1, 0, 1, 1), timm["pos_embed"].slice(1, 0, 1, 1)));
         Tensor Constant(long tokens) => tensor(Enumerable.Repeat(0.25f, (int)tokens * Width).ToArray(), new long[] { 1, tokens, Width });
         Assert.IsTrue(MaxDifference(VisionTransformerCheckpoint.ResamplePositionEmbedding(Constant(Tokens), 6), Constant(37)) < 1e-6f);
-        // Torch's bicubic (align_corners false) on the grid, which is what timm's resample_abs_pos_embed calls.
+        // The grid goes through torch's bicubic with align_corners false and antialias true: the call timm's
+        // resample_abs_pos_embed makes. Antialiasing changes the values (other cubic coefficient, border weights),
+        // so the switch is checked to be live, growing and shrinking.
         var grid = timm["pos_embed"].slice(1, 1, Tokens, 1).reshape(1, 4, 4, Width).permute(0, 3, 1, 2);
-        var expectedGrid = nn.functional.interpolate(grid, new long[] { 6, 6 }, mode: InterpolationMode.Bicubic, align_corners: false).permute(0, 2, 3, 1).reshape(1, 36, Width);
-        Assert.IsTrue(Same(resized.slice(1, 1, 37, 1), expectedGrid));
+        Tensor Bicubic(int side, bool antialias) =>
+            nn.functional.interpolate(grid, new long[] { side, side }, mode: InterpolationMode.Bicubic, align_corners: false, antialias: antialias)
+                .permute(0, 2, 3, 1).reshape(1, side * side, Width);
+        Assert.IsTrue(Same(resized.slice(1, 1, 37, 1), Bicubic(6, antialias: true)));
+        Assert.IsTrue(MaxDifference(resized.slice(1, 1, 37, 1), Bicubic(6, antialias: false)) > 1e-3f);
+        var shrunk = VisionTransformerCheckpoint.ResamplePositionEmbedding(timm["pos_embed"], 2);
+        Assert.IsTrue(Same(shrunk.slice(1, 1, 5, 1), Bicubic(2, antialias: true)));
+        Assert.IsTrue(MaxDifference(shrunk.slice(1, 1, 5, 1), Bicubic(2, antialias: false)) > 1e-3f);
 
         using var model = checkpoint.CreateModel(imageSize: 24);
         Assert.AreEqual(24, model.Options.ImageSize);

@@ -235,8 +235,8 @@ public sealed class VisionTransformerCheckpoint : IDisposable
 
     /// <summary>
     /// The position embedding [1, 1 + g², W] resampled to [1, 1 + grid², W]: the CLS row kept, the g×g grid
-    /// interpolated bicubically (align_corners false, as timm's <c>resample_abs_pos_embed</c>). Returned unchanged when
-    /// the grid already fits.
+    /// interpolated bicubically with antialiasing (align_corners false), as timm's <c>resample_abs_pos_embed</c> does.
+    /// Returned unchanged (the same tensor) when the grid already fits.
     /// </summary>
     public static Tensor ResamplePositionEmbedding(Tensor positionEmbedding, int grid)
     {
@@ -250,8 +250,11 @@ public sealed class VisionTransformerCheckpoint : IDisposable
         using var scope = NewDisposeScope();
         var cls = positionEmbedding.slice(1, 0, 1, 1);
         var patches = positionEmbedding.slice(1, 1, tokens, 1).reshape(1, oldGrid, oldGrid, width).permute(0, 3, 1, 2);
-        // timm passes antialias=True, which only acts when shrinking; TorchSharp 0.107's interpolate has no such switch.
-        var resized = nn.functional.interpolate(patches, new long[] { grid, grid }, mode: InterpolationMode.Bicubic, align_corners: false);
+        // timm's call: bicubic, align_corners false, antialias true. The antialiased kernel is not only wider when
+        // shrinking: it also uses Keys' a = −0.5 (plain bicubic uses −0.75) and renormalises at the borders, so it
+        // matters when growing too. (Hugging Face's interpolate_pos_encoding uses plain bicubic; fine-tuning absorbs
+        // the difference, and a checkpoint at its own grid is never resampled.)
+        var resized = nn.functional.interpolate(patches, new long[] { grid, grid }, mode: InterpolationMode.Bicubic, align_corners: false, antialias: true);
         var result = cat(new[] { cls, resized.permute(0, 2, 3, 1).reshape(1, (long)grid * grid, width) }, 1);
         return result.MoveToOuterDisposeScope();
     }
