@@ -73,6 +73,15 @@ public sealed class ModelFileTests
                 Assert.AreEqual(ClassNames[ArgMax(before[row])], one.PredictedClass, $"row {row}");
                 Assert.AreEqual(before[row][0], one.Score[0], 1e-4);
             }
+
+            // The loaded chain is made of ML.NET's own transformers only, so it saves and loads again as it is.
+            var again = new MemoryStream();
+            fresh.Model.Save(loaded, inputSchema, again);
+            again.Position = 0;
+            using var reloaded = (TransformerChain<ITransformer>)fresh.Model.Load(again, out _);
+            CollectionAssert.AreEqual(after.SelectMany(a => a).ToArray(),
+                reloaded.Transform(test.ToDataView(fresh)).GetColumn<float[]>("Score").SelectMany(a => a).ToArray());
+            ((IDisposable)loaded).Dispose();
         }
         finally
         {

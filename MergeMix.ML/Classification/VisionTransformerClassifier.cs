@@ -110,7 +110,12 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
     /// <c>PredictedLabel</c> (a key whose KeyValues are the class names) and <c>Score</c> (with the class names as
     /// SlotNames) to float precision. Merging follows <see cref="MergeAtInference"/> at the time of saving.
     /// </summary>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => ((ICanSaveModel)Persistence.OnnxScoringChain.Create(this)).Save(ctx);
+    void ICanSaveModel.Save(ModelSaveContext ctx)
+    {
+        // Disposing frees the ONNX Runtime session and the temporary model file the OnnxTransformer keeps.
+        using var chain = Persistence.OnnxScoringChain.Create(this);
+        ((ICanSaveModel)chain).Save(ctx);
+    }
 
     /// <summary>
     /// Writes the model as an ONNX file for ONNX Runtime (opset 20): input <see cref="FeatureColumnName"/> float

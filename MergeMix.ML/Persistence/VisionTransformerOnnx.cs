@@ -52,7 +52,10 @@ internal sealed class VisionTransformerOnnx
         var writer = new VisionTransformerOnnx(model);
         var g = writer._g;
         var o = writer._o;
-        string raw = g.Input(inputName, DataType.Float, null, o.Channels, o.ImageSize, o.ImageSize);
+        // One row at a time for ML.NET: a fixed batch of 1 lets ONNX Runtime reject an image column holding a multiple
+        // of the model's pixel count, which ML.NET's shape check lets through as a "batch".
+        long? batch = head == OnnxHead.Batch ? null : 1;
+        string raw = g.Input(inputName, DataType.Float, batch, o.Channels, o.ImageSize, o.ImageSize);
         writer._batch = g.Op("Slice", "batch", new[] { g.Op("Shape", "batch", new[] { raw }), g.Int64s("batch/start", 0), g.Int64s("batch/end", 1) });
 
         var x = writer.Normalize(raw, model.ChannelMean, model.ChannelStd);
