@@ -38,15 +38,16 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
         TorchDevice.Resolve(o.Device, nameof(VisionTransformerTrainerOptions.Device));
         // A checkpoint is read (and checked against the schema) before the rows too: a wrong file fails fast.
         using var pretrained = o.InitialWeights is { } weights ? VisionTransformerCheckpoint.Read(weights) : null;
-        var softColumn = ValidateSchema(input.Schema, o, pretrained);
+        var softColumn = ValidateSchema(input.Schema, o, pretrained, MixingTransformer.MixerThatTransformed(input));
         if (o.ValidationSet is { } validationSet)
         {
             ImageColumns.ValidateKeyLabel(validationSet.Schema, o.LabelColumnName);
             ImageColumns.CheckKeyNames(validationSet.Schema[o.LabelColumnName], ImageColumns.ValidateKeyLabel(input.Schema, o.LabelColumnName),
                 "the training data", nameof(VisionTransformerTrainerOptions.ValidationSet));
         }
-        var train = LabeledImageSet.FromDataView(input, o.FeatureColumnName, o.LabelColumnName);
+        // Soft labels first: a mixer's output view warns when its images are read before (without) its soft labels.
         var soft = softColumn is { } column ? ReadSoftLabels(input, column) : null;
+        var train = LabeledImageSet.FromDataView(input, o.FeatureColumnName, o.LabelColumnName);
         var validation = o.ValidationSet is null ? null : LabeledImageSet.FromDataView(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName);
         using var channel = _environment?.Start("VisionTransformerTrainer");
         var (model, history) = ClassifierTraining.Train(train, soft, validation, o, channel, pretrained);
@@ -71,7 +72,8 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
     /// Checks the columns from the schema alone, so a bad column fails before any row is read; returns the soft-label
     /// column when one is configured.
     /// </summary>
-    private static DataViewSchema.Column? ValidateSchema(DataViewSchema schema, VisionTransformerTrainerOptions o, VisionTransformerCheckpoint? pretrained)
+    private static DataViewSchema.Column? ValidateSchema(DataViewSchema schema, VisionTransformerTrainerOptions o, VisionTransformerCheckpoint? pretrained,
+        string? mixer = null)
     {
         var (channels, height, width) = ImageColumns.ValidateImageColumn(schema, o.FeatureColumnName);
         if (height != width)
@@ -85,13 +87,28 @@ public sealed class VisionTransformerTrainer : IEstimator<VisionTransformerClass
         else
             ClassifierTraining.PretrainedModelOptions(pretrained, o, channels, height, classCount, $"Image column '{o.FeatureColumnName}'");
         if (o.SoftLabelColumnName is not { } name) return null;
-        var column = schema.GetColumnOrNull(name)
-            ?? throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),
-                $"Soft-label column '{name}' not found; it is written by a mixer (e.g. mlContext.Transforms.MergeMix) earlier in the pipeline.");
+        var column = schema.GetColumnOrNull(name) ?? throw MissingSoftLabels(name, mixer);
         if (column.Type is not VectorDataViewType { ItemType: NumberDataViewType } vector || vector.ItemType != NumberDataViewType.Single || vector.Size != classCount)
             throw new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName),
                 $"Soft-label column '{name}' must be a vector of {classCount} Single values (one per class of label column '{o.LabelColumnName}'), but is {column.Type}.");
         return column;
+    }
+
+    /// <summary>
+    /// The soft labels are missing. When a mixer did transform this data, its output was dropped on the way: the usual
+    /// cause is a nested chain, whose inner <c>TransformerChain.Transform</c> applies only scoring-scope steps.
+    /// </summary>
+    private static ArgumentOutOfRangeException MissingSoftLabels(string name, string? mixer)
+    {
+        const string rule = "Build one flat chain: prep.Append(mixer, TransformerScope.Training).Append(trainer), keeping the variable an " +
+            "EstimatorChain<ITransformer> (var p = ...); `IEstimator<ITransformer> p = prep; p = p.Append(mixer, TransformerScope.Training); " +
+            "p = p.Append(trainer);` nests the first steps in an inner chain, and ML.NET's TransformerChain.Transform skips its " +
+            "TransformerScope.Training steps, so the trainer receives unmixed rows.";
+        return new ArgumentOutOfRangeException(nameof(VisionTransformerTrainerOptions.SoftLabelColumnName), mixer is null
+            ? $"Soft-label column '{name}' not found; it is written by a mixer (e.g. mlContext.Transforms.MergeMix) earlier in the pipeline. " +
+              "If the pipeline has one, it may sit in a nested chain. " + rule
+            : $"Soft-label column '{name}' not found, although a mixer ({mixer}) transformed this data earlier in Fit: its output did not reach " +
+              "the trainer, because the mixer sits in a nested chain. " + rule);
     }
 
     private static float[] ReadSoftLabels(IDataView data, DataViewSchema.Column column)

@@ -12,19 +12,29 @@ namespace MergeMix.ML.Transforms;
 /// row position keeps every other column of the user's data (paths, ids, ...) intact without copying it.
 /// Relies on IDataView's guarantee that unshuffled cursors visit rows in the same order.
 /// </remarks>
-internal sealed class AppendedColumnsDataView : IDataView
+internal sealed class AppendedColumnsDataView : IDataView, IDerivedDataView
 {
     private readonly IDataView _source;
     private readonly ComputedColumn[] _computed;
     private readonly int[] _sourceIndexOfOutput; // -1 for computed columns
     private readonly int[] _computedIndexOfOutput;
     private readonly long _rowCount;
+    private readonly Action<IReadOnlyCollection<DataViewSchema.Column>>? _onCursor;
 
     /// <summary>A column to add: its name, type, optional annotations and a getter of the value of row <c>r</c>.</summary>
     internal sealed record ComputedColumn(string Name, DataViewType Type, Delegate ValueOfRow, DataViewSchema.Annotations? Annotations = null);
 
-    public AppendedColumnsDataView(IDataView source, long rowCount, params ComputedColumn[] computed)
+    public AppendedColumnsDataView(IDataView source, long rowCount, params ComputedColumn[] computed) : this(source, rowCount, null, computed)
     {
+    }
+
+    /// <param name="source">The data whose columns pass through.</param>
+    /// <param name="rowCount">Rows of <paramref name="source"/>.</param>
+    /// <param name="onCursor">Called with the columns every new cursor reads (e.g. to tell whether a consumer reads the soft labels).</param>
+    /// <param name="computed">The added columns.</param>
+    public AppendedColumnsDataView(IDataView source, long rowCount, Action<IReadOnlyCollection<DataViewSchema.Column>>? onCursor, params ComputedColumn[] computed)
+    {
+        _onCursor = onCursor;
         _source = source;
         _computed = computed;
         _rowCount = rowCount;
@@ -50,6 +60,8 @@ internal sealed class AppendedColumnsDataView : IDataView
         _computedIndexOfOutput = computedIndex.ToArray();
     }
 
+    public IDataView Source => _source;
+
     public bool CanShuffle => false;
 
     public DataViewSchema Schema { get; }
@@ -58,6 +70,8 @@ internal sealed class AppendedColumnsDataView : IDataView
 
     public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
     {
+        columnsNeeded = columnsNeeded.ToArray();
+        _onCursor?.Invoke((IReadOnlyCollection<DataViewSchema.Column>)columnsNeeded);
         var needed = columnsNeeded.Select(c => _sourceIndexOfOutput[c.Index]).Where(i => i >= 0).Select(i => _source.Schema[i]);
         return new Cursor(this, _source.GetRowCursor(needed));
     }

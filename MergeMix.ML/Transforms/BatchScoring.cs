@@ -3,6 +3,44 @@ using Microsoft.ML.Data;
 
 namespace MergeMix.ML.Transforms;
 
+/// <summary>A view computed from another one; lets lineage walks (<see cref="DataLineage"/>) pass through our own views.</summary>
+internal interface IDerivedDataView
+{
+    IDataView Source { get; }
+}
+
+/// <summary>The views a data view was derived from, through ML.NET's transforms (IDataTransform) and ours.</summary>
+internal static class DataLineage
+{
+    public static IEnumerable<IDataView> SelfAndAncestors(IDataView view)
+    {
+        var seen = new HashSet<IDataView>(ReferenceEqualityComparer.Instance);
+        for (IDataView? current = view; current is not null && seen.Add(current);)
+        {
+            yield return current;
+            current = current is IDerivedDataView derived ? derived.Source : MlNetSource(current);
+        }
+    }
+
+    // ML.NET's transform views expose their input through IDataTransform.Source, an internal interface: read by reflection,
+    // and a lineage that cannot be followed simply ends there.
+    private static readonly System.Reflection.PropertyInfo? TransformSource = new[] { typeof(Microsoft.ML.Runtime.IHostEnvironment).Assembly, typeof(MLContext).Assembly, typeof(IDataView).Assembly }
+        .Select(a => a.GetType("Microsoft.ML.Data.IDataTransform")).FirstOrDefault(t => t is not null)?.GetProperty("Source");
+
+    private static IDataView? MlNetSource(IDataView view)
+    {
+        if (TransformSource?.DeclaringType is not { } transform || !transform.IsInstanceOfType(view)) return null;
+        try
+        {
+            return TransformSource.GetValue(view) as IDataView;
+        }
+        catch (System.Reflection.TargetInvocationException)
+        {
+            return null;
+        }
+    }
+}
+
 /// <summary>An output column of a <see cref="BatchScorer{TInput}"/>.</summary>
 internal sealed record ScoredColumn(string Name, DataViewType Type, DataViewSchema.Annotations? Annotations = null);
 
@@ -50,7 +88,7 @@ internal abstract class BatchScorer<TInput>
 /// A cursor reads the scoring inputs with a second source cursor that runs at most one batch ahead of the pass-through
 /// one; IDataView guarantees that cursors without a random source visit the same rows in the same order.
 /// </remarks>
-internal sealed class BatchScoredDataView<TInput> : IDataView
+internal sealed class BatchScoredDataView<TInput> : IDataView, IDerivedDataView
 {
     private readonly IDataView _source;
     private readonly BatchScorer<TInput> _scorer;
@@ -82,6 +120,8 @@ internal sealed class BatchScoredDataView<TInput> : IDataView
         _sourceIndexOfOutput = sourceIndex.ToArray();
         _scoredIndexOfOutput = scoredIndex.ToArray();
     }
+
+    public IDataView Source => _source;
 
     public bool CanShuffle => false;
 

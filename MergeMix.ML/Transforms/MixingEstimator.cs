@@ -93,6 +93,14 @@ public sealed class MixingEstimator : IEstimator<MixingTransformer>
         public string Device = "cpu";
 
         /// <summary>
+        /// Also overwrite <see cref="LabelColumnName"/> with each mixed row's majority class (the largest soft label: the
+        /// partner's class when λ &lt; 0.5), for trainers that read only a key label (SDCA, L-BFGS, ...). Without it such
+        /// a trainer learns every mixed image with the row's own label, even when most of the image is the partner.
+        /// Trainers that read <see cref="SoftLabelColumnName"/> do not need it.
+        /// </summary>
+        public bool WriteMajorityLabel;
+
+        /// <summary>
         /// Checked when <c>Fit</c> starts and between the steps of the attention model's training; cancelling makes
         /// <c>Fit</c> throw <see cref="OperationCanceledException"/>.
         /// </summary>
@@ -135,7 +143,7 @@ public sealed class MixingEstimator : IEstimator<MixingTransformer>
             var data = LabeledImageSet.FromDataView(input, o.InputColumnName, o.LabelColumnName);
             attention = AttentionModelTrainer.Train(data, o.AttentionTraining, o.Device, o.Seed, _environment, o.CancellationToken);
         }
-        return new MixingTransformer(o, policy, attention, classNames);
+        return new MixingTransformer(o, policy, attention, classNames, _environment);
     }
 
     /// <inheritdoc />

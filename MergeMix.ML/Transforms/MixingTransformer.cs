@@ -4,6 +4,8 @@ using MergeMix.ML.Runtime;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms;
+using System.Runtime.CompilerServices;
+using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -22,10 +24,17 @@ public sealed class MixingTransformer : ITransformer
 {
     private readonly MixingEstimator.Options _options;
     private readonly IReadOnlyList<string> _classNames;
+    private readonly IHostEnvironment? _environment;
 
-    internal MixingTransformer(MixingEstimator.Options options, IMixPolicy policy, IAttentionSource? attention, IReadOnlyList<string> classNames)
+    // Every view a mixer transformed, with its ancestors: lets a trainer that misses the soft labels tell that a mixer ran
+    // on its data but its output was dropped (a nested chain), rather than that no mixer was there.
+    private static readonly ConditionalWeakTable<IDataView, string> Transformed = new();
+
+    internal MixingTransformer(MixingEstimator.Options options, IMixPolicy policy, IAttentionSource? attention, IReadOnlyList<string> classNames,
+        IHostEnvironment? environment = null)
     {
         _options = options;
+        _environment = environment;
         Policy = policy;
         AttentionSource = attention;
         _classNames = classNames;
@@ -61,7 +70,36 @@ public sealed class MixingTransformer : ITransformer
             throw new ArgumentOutOfRangeException(_options.InputColumnName,
                 $"Column '{_options.InputColumnName}' holds {set.Height}×{set.Width} images, which the attention source's {patch}-pixel patches do not divide; resize the images (ResizeImages) to a multiple of {patch}.");
         var (mixed, soft, lambda) = Mix(set);
-        return new AppendedColumnsDataView(input, set.Count, OutputColumns(input.Schema, mixed, soft, lambda));
+        foreach (var view in DataLineage.SelfAndAncestors(input)) Transformed.AddOrUpdate(view, Policy.Name);
+        return new AppendedColumnsDataView(input, set.Count, WarnIfSoftLabelsAreSkipped(), OutputColumns(input.Schema, mixed, soft, lambda));
+    }
+
+    /// <summary>The name of a mixer's policy when a mixer transformed <paramref name="data"/> or a view it derives from, else null.</summary>
+    internal static string? MixerThatTransformed(IDataView data)
+    {
+        foreach (var view in DataLineage.SelfAndAncestors(data))
+            if (Transformed.TryGetValue(view, out var policy)) return policy;
+        return null;
+    }
+
+    // A consumer that reads the mixed images but never the soft labels (a hard-label trainer) learns each mixed image with
+    // the row's own label; say so once, through the ML.NET log. A consumer that reads the soft labels first is not warned.
+    private Action<IReadOnlyCollection<DataViewSchema.Column>>? WarnIfSoftLabelsAreSkipped()
+    {
+        if (_environment is null || _options.WriteMajorityLabel) return null;
+        string image = _options.OutputColumnName ?? _options.InputColumnName, soft = _options.SoftLabelColumnName;
+        int warned = 0, softRead = 0;
+        return columns =>
+        {
+            if (columns.Any(c => c.Name == soft)) Volatile.Write(ref softRead, 1);
+            if (Volatile.Read(ref softRead) == 1 || !columns.Any(c => c.Name == image) || Interlocked.Exchange(ref warned, 1) == 1) return;
+            using var channel = _environment.Start("MixingTransformer");
+            channel.Warning(MessageSensitivity.None,
+                "The mixed images in '{0}' ({1}) are read without its soft labels '{2}': a trainer that reads only the key label '{3}' learns every " +
+                "mixed image with the row's own class, even when λ < 0.5 and most of it is the partner. Use a trainer that reads '{2}' " +
+                "(VisionTransformer with SoftLabelColumnName = \"{2}\"), or set MixingEstimator.Options.WriteMajorityLabel = true to write each " +
+                "row's majority class into '{3}'.", image, Policy.Name, soft, _options.LabelColumnName);
+        };
     }
 
     /// <summary>An identity mapper: prediction-time rows pass through unmixed.</summary>
@@ -130,7 +168,7 @@ public sealed class MixingTransformer : ITransformer
         var slotNames = new DataViewSchema.Annotations.Builder();
         slotNames.Add("SlotNames", new VectorDataViewType(TextDataViewType.Instance, _classNames.Count),
             (ref VBuffer<ReadOnlyMemory<char>> value) => value = ImageColumns.KeyValues(_classNames));
-        return new AppendedColumnsDataView.ComputedColumn[]
+        var columns = new AppendedColumnsDataView.ComputedColumn[]
         {
             new(_options.OutputColumnName ?? _options.InputColumnName, imageColumn.Type,
                 new Func<long, VBuffer<float>>(r => new VBuffer<float>(mixed[r].Length, mixed[r]))),
@@ -138,6 +176,18 @@ public sealed class MixingTransformer : ITransformer
                 new Func<long, VBuffer<float>>(r => new VBuffer<float>(soft[r].Length, soft[r])), slotNames.ToAnnotations()),
             new(_options.MixRatioColumnName, NumberDataViewType.Single, new Func<long, float>(r => lambda[r])),
         };
+        if (!_options.WriteMajorityLabel) return columns;
+        var label = inputSchema[_options.LabelColumnName];
+        return columns.Append(new AppendedColumnsDataView.ComputedColumn(label.Name, label.Type,
+            new Func<long, uint>(r => soft.Length == 0 ? 0 : MajorityKey(soft[r])), label.Annotations)).ToArray();
+    }
+
+    // Key (1-based) of the largest soft label; ties go to the lower class, as ArgMax does elsewhere.
+    private static uint MajorityKey(float[] soft)
+    {
+        int best = 0;
+        for (int k = 1; k < soft.Length; k++) if (soft[k] > soft[best]) best = k;
+        return (uint)best + 1;
     }
 
     private void ValidateLabel(DataViewSchema schema)
