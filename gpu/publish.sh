@@ -10,6 +10,9 @@ rm -rf carry && mkdir -p carry
 dotnet publish MergeMix.ML.Gpu/MergeMix.ML.Gpu.csproj -c Release -r linux-x64 --self-contained false -o carry/app -nodeReuse:false
 # Debug symbols and XML docs are not needed to run and would eat the carry budget.
 find carry/app \( -name "*.dbg" -o -name "*.pdb" -o -name "*.xml" \) -delete
+# The check never scores through ONNX Runtime (the deployed-model path; a GPU user would take the CUDA build of
+# ONNX Runtime anyway), and its 28 MB CPU library alone would break the carry budget.
+rm -f carry/app/libonnxruntime*.so
 # Nothing from a libtorch package may ride along (it would shadow the GPU machine's CUDA build).
 if ls carry/app | grep -E '^lib(torch|c10)' >/dev/null; then echo "a libtorch library slipped into carry/app" >&2; exit 1; fi
 dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")

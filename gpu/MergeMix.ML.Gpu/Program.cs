@@ -254,7 +254,8 @@ internal static class GpuChecks
         double rate = rounds * 256 / watch.Elapsed.TotalSeconds;
         using var outputs = last!;
         using var scope = NewDisposeScope();
-        double softSum = (outputs.SoftLabels.sum(1) - 1).abs().max().item<float>();
+        using var one = 1f.ToScalar();
+        double softSum = outputs.SoftLabels.sum(1).sub_(one).abs().max().item<float>();
         bool onDevice = outputs.Mixed.device.type == device.type;
         bool ok = softSum < 1e-5 && onDevice;
         report.Line($"- {rate:F0} images/s (batch 256); soft labels sum to 1 within {softSum:E1}; output on {outputs.Mixed.device} ({(ok ? "ok" : "FAIL")})");
