@@ -29,7 +29,7 @@ internal sealed class FixedLambdaPolicy(float lambda) : IMixPolicy
 [TestClass]
 public sealed class PreferenceTuningEstimatorTests
 {
-    private sealed class Row
+    internal sealed class Row
     {
         [VectorType(3, 16, 16)] public float[] Features { get; set; } = Array.Empty<float>();
         public string Prompt { get; set; } = "";
@@ -44,7 +44,7 @@ public sealed class PreferenceTuningEstimatorTests
     }
 
     // 6 synthetic 16×16 scenes, two rows each (caption and colour question): 12 rows.
-    private static Row[] Rows()
+    internal static Row[] Rows()
     {
         var (images, scenes) = SyntheticShapes.Generate(6, seed: 3, new SyntheticShapesOptions { Width = 16, Height = 16, MaxObjects = 1 });
         var rows = new List<Row>();
@@ -58,7 +58,7 @@ public sealed class PreferenceTuningEstimatorTests
         return rows.ToArray();
     }
 
-    private static PreferenceTuningEstimator.Options TinyOptions() => new()
+    internal static PreferenceTuningEstimator.Options TinyOptions() => new()
     {
         Encoder = new VisionTransformerEncoderOptions
         {

@@ -127,10 +127,16 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
     /// <param name="temperature">0 = greedy (argmax); &gt; 0 samples from softmax(logits / temperature).</param>
     /// <param name="generator">Random source for sampling; null = a generator seeded with 0 (greedy decoding uses none).</param>
     /// <param name="stopId">Token that ends a row (not included in the output); null = the tokenizer's eos.</param>
+    /// <param name="topK">Sampling only: keep the k most likely tokens (0 = all), as Hugging Face's <c>top_k</c>.</param>
+    /// <param name="topP">Sampling only: keep the smallest set of most likely tokens whose probability reaches p (nucleus
+    /// sampling, Hugging Face's <c>top_p</c>; 1 = all). Applied after <paramref name="topK"/>, both after the temperature.</param>
     /// <returns>The generated ids per row, without prompt, padding or stop token.</returns>
+    /// <remarks>Greedy decoding (temperature 0) ignores <paramref name="topK"/> and <paramref name="topP"/>, as Hugging Face
+    /// does without <c>do_sample</c>. Sampling with the same seeded <paramref name="generator"/> repeats exactly.</remarks>
     public int[][] Generate(Tensor images, IReadOnlyList<int[]> promptIds, int maxNewTokens, double temperature = 0,
-        Generator? generator = null, int? stopId = null)
+        Generator? generator = null, int? stopId = null, int topK = 0, double topP = 1.0)
     {
+        SamplingFilter.Check(topK, topP);
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(promptIds);
         if (images.dim() != 4 || images.shape[0] != promptIds.Count)
@@ -193,10 +199,9 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
             {
                 using var inner = NewDisposeScope();
                 var logits = lmHead.forward(finalNorm.forward(hidden.select(1, -1)));
-                using var temperatureScalar = temperature.ToScalar();
                 var next = temperature == 0
                     ? logits.argmax(-1)
-                    : logits.div(temperatureScalar).softmax(-1).multinomial(1, generator: generator ?? localGenerator).squeeze(-1);
+                    : SamplingFilter.Apply(logits, temperature, topK, topP).softmax(-1).multinomial(1, generator: generator ?? localGenerator).squeeze(-1);
                 var chosen = next.cpu().data<long>().ToArray();
                 for (int i = 0; i < batch; i++)
                 {
@@ -220,12 +225,14 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
         return outputs.Select(o => o.ToArray()).ToArray();
     }
 
-    /// <summary>Greedy or sampled captions for string prompts; decodes the generated ids (specials skipped).</summary>
-    public string[] GenerateText(Tensor images, IReadOnlyList<string> prompts, int maxNewTokens, double temperature = 0, Generator? generator = null)
+    /// <summary>Greedy or sampled captions for string prompts (formatted with <paramref name="template"/>, null = raw);
+    /// decodes the generated ids (specials skipped). See <see cref="Generate"/> for the sampling options.</summary>
+    public string[] GenerateText(Tensor images, IReadOnlyList<string> prompts, int maxNewTokens, double temperature = 0, Generator? generator = null,
+        int topK = 0, double topP = 1.0, PromptTemplate? template = null)
     {
         ArgumentNullException.ThrowIfNull(prompts);
-        var ids = prompts.Select(p => TextBatch.PromptIds(Tokenizer, p)).ToArray();
-        return Generate(images, ids, maxNewTokens, temperature, generator).Select(Tokenizer.Decode).ToArray();
+        var ids = prompts.Select(p => TextBatch.PromptIds(Tokenizer, (template ?? PromptTemplate.Raw).Apply(p))).ToArray();
+        return Generate(images, ids, maxNewTokens, temperature, generator, topK: topK, topP: topP).Select(Tokenizer.Decode).ToArray();
     }
 
     /// <summary>

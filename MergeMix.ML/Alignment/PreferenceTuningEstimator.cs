@@ -114,6 +114,16 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         /// <summary>0 = greedy decoding; &gt; 0 samples from softmax(logits / temperature).</summary>
         public double Temperature = 0;
 
+        /// <summary>Sampling only: keep the k most likely tokens (Hugging Face <c>top_k</c>; 0 = all).</summary>
+        public int TopK = 0;
+
+        /// <summary>Sampling only: nucleus mass (Hugging Face <c>top_p</c>, in (0, 1]; 1 = all tokens).</summary>
+        public double TopP = 1.0;
+
+        /// <summary>How prompts are shown to the model in training and generation (null = raw; <see cref="Alignment.PromptTemplate.Chat"/>
+        /// for chat roles). Its special tokens are added to a learned tokenizer and must be single tokens of a given one.</summary>
+        public PromptTemplate? PromptTemplate;
+
         /// <summary>Rows generated together by <see cref="PreferenceTuningTransformer.Transform"/>.</summary>
         public int GenerationBatchSize = 64;
 
@@ -195,6 +205,9 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             if (!(Temperature >= 0) || double.IsInfinity(Temperature))
                 throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "Temperature must be finite and ≥ 0 (0 = greedy).");
             if (GenerationBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(GenerationBatchSize), GenerationBatchSize, "GenerationBatchSize must be ≥ 1.");
+            if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be ≥ 0 (0 = all tokens).");
+            if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "TopP must lie in (0, 1] (1 = all tokens).");
+            PromptTemplate?.Validate(nameof(PromptTemplate));
         }
 
         private static void NonEmpty(string value, string name)
@@ -282,7 +295,12 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         if (prompts.Length != count || chosen.Length != count || (rejected is not null && rejected.Length != count))
             throw new InvalidOperationException("The data view returned different row counts for different columns; it must be deterministic.");
 
-        var tokenizer = o.Tokenizer ?? MultimodalTokenizer.CreateFromCorpus(prompts.Concat(chosen).Concat(rejected ?? Array.Empty<string>()));
+        // Training sees the prompts exactly as generation will (the transformer applies the same template).
+        var template = o.PromptTemplate ?? PromptTemplate.Raw;
+        prompts = prompts.Select(template.Apply).ToArray();
+        var tokenizer = o.Tokenizer ?? MultimodalTokenizer.CreateFromCorpus(prompts.Concat(chosen).Concat(rejected ?? Array.Empty<string>()),
+            specialTokens: new MultimodalSpecialTokens { Additional = template.SpecialTokens.ToArray() });
+        template.CheckTokenizer(tokenizer, nameof(Options.PromptTemplate));
         int maxLength = o.Trainer.MaxLength ?? o.Model.MaxTextLength;
         for (int i = 0; i < count; i++)
         {

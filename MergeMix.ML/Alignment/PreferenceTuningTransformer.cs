@@ -15,8 +15,16 @@ namespace MergeMix.ML.Alignment;
 internal sealed record TransformerSettings(string ImageColumnName, string PromptColumnName, string ResponseColumnName, string? ScoreResponseColumnName,
     string LogProbColumnName, int MaxNewTokens, double Temperature, int GenerationBatchSize, int Seed)
 {
+    // Properties with defaults (not constructor parameters) so that archives saved before them still load.
+    public int TopK { get; init; }
+    public double TopP { get; init; } = 1.0;
+    public PromptTemplate? PromptTemplate { get; init; }
+
     public static TransformerSettings From(PreferenceTuningEstimator.Options o) => new(o.ImageColumnName, o.PromptColumnName, o.ResponseColumnName,
-        o.ScoreResponseColumnName, o.LogProbColumnName, o.MaxNewTokens, o.Temperature, o.GenerationBatchSize, o.Seed);
+        o.ScoreResponseColumnName, o.LogProbColumnName, o.MaxNewTokens, o.Temperature, o.GenerationBatchSize, o.Seed)
+    {
+        TopK = o.TopK, TopP = o.TopP, PromptTemplate = o.PromptTemplate,
+    };
 }
 
 /// <summary>
@@ -59,6 +67,9 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
         Temperature = settings.Temperature;
         GenerationBatchSize = settings.GenerationBatchSize;
         Seed = settings.Seed;
+        TopK = settings.TopK;
+        TopP = settings.TopP;
+        PromptTemplate = settings.PromptTemplate ?? PromptTemplate.Raw;
         Model.eval();
     }
 
@@ -111,6 +122,26 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
 
     /// <summary>Seed of sampling.</summary>
     public int Seed { get; set; }
+
+    /// <summary>Sampling only: keep the k most likely tokens (0 = all); see <see cref="MultimodalLm.Generate"/>.</summary>
+    public int TopK
+    {
+        get => _topK;
+        set { SamplingFilter.Check(value, 1.0); _topK = value; }
+    }
+
+    /// <summary>Sampling only: nucleus mass in (0, 1] (1 = all tokens); see <see cref="MultimodalLm.Generate"/>.</summary>
+    public double TopP
+    {
+        get => _topP;
+        set { SamplingFilter.Check(0, value); _topP = value; }
+    }
+
+    /// <summary>The prompt format the model was trained with; applied to every prompt before generating or scoring.</summary>
+    public PromptTemplate PromptTemplate { get; }
+
+    private int _topK;
+    private double _topP = 1.0;
 
     /// <inheritdoc />
     public bool IsRowToRowMapper => true;
@@ -195,7 +226,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
         using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
         var header = new SavedHeader(FormatName, EncoderOptions,
             new TransformerSettings(ImageColumnName, PromptColumnName, ResponseColumnName, ScoreResponseColumnName, LogProbColumnName,
-                MaxNewTokens, Temperature, GenerationBatchSize, Seed),
+                MaxNewTokens, Temperature, GenerationBatchSize, Seed) { TopK = TopK, TopP = TopP, PromptTemplate = PromptTemplate },
             History.Objective, History.Sft.ToArray(), History.Preference.ToArray());
         using (var entry = zip.CreateEntry("transformer.json").Open())
             JsonSerializer.Serialize(entry, header, JsonOptions);
@@ -271,7 +302,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
         {
             try
             {
-                ids[i] = TextBatch.PromptIds(Model.Tokenizer, prompts[i]);
+                ids[i] = TextBatch.PromptIds(Model.Tokenizer, PromptTemplate.Apply(prompts[i]));
             }
             catch (ArgumentException e)
             {
@@ -282,11 +313,13 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
                     $"Column '{PromptColumnName}', row {firstRow + i}: the prompt needs {ids[i].Length} tokens (image marker included), leaving no room " +
                     $"to generate within the model's context of MaxTextLength = {Model.Options.MaxTextLength} tokens.", nameof(PromptColumnName));
         }
-        return Model.Generate(images, ids, MaxNewTokens, Temperature, Temperature > 0 ? generator : null).Select(Model.Tokenizer.Decode).ToArray();
+        return Model.Generate(images, ids, MaxNewTokens, Temperature, Temperature > 0 ? generator : null, topK: TopK, topP: TopP)
+            .Select(Model.Tokenizer.Decode).ToArray();
     }
 
     private float[] AverageLogProbs(Tensor images, string[] prompts, string[] responses, long firstRow)
     {
+        prompts = prompts.Select(PromptTemplate.Apply).ToArray();
         // Row by row first, so an error names the input row and its columns rather than a position in this batch.
         for (int i = 0; i < prompts.Length; i++)
             AlignmentColumns.CheckRow(Model.Tokenizer, firstRow + i, prompts[i], responses[i], PromptColumnName, ScoreResponseColumnName ?? "the responses",
