@@ -1,3 +1,4 @@
+using MergeMix.ML.Augmentation;
 using MergeMix.ML.Classification;
 using MergeMix.ML.Mixing;
 using MergeMix.ML.Runtime;
@@ -140,6 +141,7 @@ public sealed class ClassifierCheckpointTests
         {
             var o = Options(epochs: 2);
             o.OnlineMixing = mixing; // exercises the mixing generator; the drop path of Options() the global torch stream; crop and flip the augmentation stream
+            o.RandAugment = new RandAugmentOptions(); // its own generator, whose position the checkpoint must keep too
             o.CheckpointEverySteps = 1;
             return o;
         }

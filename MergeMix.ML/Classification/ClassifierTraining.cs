@@ -204,7 +204,7 @@ public static class ClassifierTraining
             {
                 lossSum = resume.LossSum;
                 earlierSeconds = resume.Seconds;
-                RestoreRandomState(resume, generator);
+                RestoreRandomState(resume, generator, augmentGenerator);
             }
             foreach (var (start, count) in Batches(train.Count, options.BatchSize))
             {
@@ -257,7 +257,7 @@ public static class ClassifierTraining
                 steps++;
                 if (folder is not null && options.CheckpointEverySteps > 0 && steps % options.CheckpointEverySteps == 0 && steps < stepsPerEpoch)
                     Checkpoint.Save(folder, model, optimizer, history, fingerprint!,
-                        CapturePosition(epoch, steps, lossSum, earlierSeconds + watch.Elapsed.TotalSeconds, generator));
+                        CapturePosition(epoch, steps, lossSum, earlierSeconds + watch.Elapsed.TotalSeconds, generator, augmentGenerator));
             }
             resumeAt = null;
             watch.Stop();
@@ -571,24 +571,31 @@ public static class ClassifierTraining
     }
 
     /// <summary>Where a checkpoint written inside an epoch stopped, with the random streams' states at that point.</summary>
-    private sealed record EpochPosition(int Epoch, int Steps, double LossSum, double Seconds, byte[] TorchRandomState, byte[] GeneratorState);
+    private sealed record EpochPosition(int Epoch, int Steps, double LossSum, double Seconds, byte[] TorchRandomState, byte[] GeneratorState,
+        byte[]? RandAugmentGeneratorState = null);
 
     /// <summary>The checkpoint's state file: finished epochs and, inside an epoch, where it stopped.</summary>
     private sealed record CheckpointState(List<EpochReport> History, EpochPosition? Position);
 
-    private static EpochPosition CapturePosition(int epoch, int steps, double lossSum, double seconds, Generator generator)
+    private static EpochPosition CapturePosition(int epoch, int steps, double lossSum, double seconds, Generator generator, Generator? randAugmentGenerator)
     {
         using var torchState = torch.random.get_rng_state();
         using var generatorState = generator.get_state();
-        return new EpochPosition(epoch, steps, lossSum, seconds, torchState.bytes.ToArray(), generatorState.bytes.ToArray());
+        using var randAugmentState = randAugmentGenerator?.get_state();
+        return new EpochPosition(epoch, steps, lossSum, seconds, torchState.bytes.ToArray(), generatorState.bytes.ToArray(), randAugmentState?.bytes.ToArray());
     }
 
-    private static void RestoreRandomState(EpochPosition position, Generator generator)
+    private static void RestoreRandomState(EpochPosition position, Generator generator, Generator? randAugmentGenerator)
     {
         using var torchState = tensor(position.TorchRandomState, ScalarType.Byte);
         torch.random.set_rng_state(torchState);
         using var generatorState = tensor(position.GeneratorState, ScalarType.Byte);
         generator.set_state(generatorState);
+        if (randAugmentGenerator is not null && position.RandAugmentGeneratorState is { } randAugmentBytes)
+        {
+            using var randAugmentState = tensor(randAugmentBytes, ScalarType.Byte);
+            randAugmentGenerator.set_state(randAugmentState);
+        }
     }
 
     private static class Checkpoint
