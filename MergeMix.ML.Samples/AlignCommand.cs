@@ -6,6 +6,7 @@ using MergeMix.ML.Classification;
 using MergeMix.ML.Data;
 using MergeMix.ML.Samples.Imaging;
 using MergeMix.ML.Mixing;
+using MergeMix.ML.Runtime;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using static TorchSharp.torch;
@@ -125,6 +126,9 @@ internal static class AlignCommand
                     Mixing = variant.Mixing,
                     Seed = seed,
                     CheckpointFolder = folder,
+                    // Sharing the SFT checkpoint is deliberate: its fingerprint differs from the variant's (Beta, ...) in
+                    // options the SFT phase carries but does not use.
+                    OnCheckpointMismatch = sftOnly ? CheckpointMismatch.Fail : CheckpointMismatch.Resume,
                     PretrainedVision = tower.Model.Backbone,
                 };
                 estimatorOptions.Trainer.Objective = variant.Objective;

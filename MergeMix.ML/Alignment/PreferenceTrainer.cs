@@ -43,6 +43,10 @@ public sealed class PreferenceTrainer : IDisposable
     private readonly int maxLength;
     private float[]? precomputedChosen;
     private float[]? precomputedRejected;
+    // What decides the result apart from the data: options, tokenizer, model options and initial weights.
+    private readonly TrainingFingerprint setup;
+    private TrainingFingerprint? dataFingerprint;
+    private (TrainingFingerprint Expected, CheckpointMismatch OnMismatch, string Path, string OptionName)? pendingDataCheck;
 
     /// <summary>
     /// Prepares training of <paramref name="model"/>, which is moved to <see cref="PreferenceTrainerOptions.Device"/>.
@@ -56,6 +60,7 @@ public sealed class PreferenceTrainer : IDisposable
         ArgumentNullException.ThrowIfNull(model);
         this.options = (options ?? new PreferenceTrainerOptions()).Clone();
         this.options.Validate();
+        setup = SetupFingerprint(model, this.options);
         device = TorchDevice.Resolve(this.options.Device, nameof(PreferenceTrainerOptions.Device));
         policy = model;
         policy.to(device);
@@ -107,6 +112,16 @@ public sealed class PreferenceTrainer : IDisposable
     public IReadOnlyList<PreferenceStepMetrics> Train(PreferenceDataset data, IProgress<PreferenceStepMetrics>? progress = null,
         CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(data);
+        var fingerprint = DataFingerprint(data);
+        if (pendingDataCheck is { } pending)
+        {
+            var differences = fingerprint.DifferencesFrom(pending.Expected);
+            if (differences.Count > 0 && pending.OnMismatch == CheckpointMismatch.Fail)
+                throw TrainingFingerprint.MismatchError(pending.Path, differences, pending.OptionName);
+            pendingDataCheck = null;
+        }
+        dataFingerprint = fingerprint;
         using var texts = Prepare(data);
         int n = data.Count;
         int pairsPerStep = options.BatchSize * options.GradientAccumulationSteps;
@@ -191,7 +206,9 @@ public sealed class PreferenceTrainer : IDisposable
     };
 
     /// <summary>
-    /// Writes a zip checkpoint: step, history, precomputed reference log-probs, policy and reference weights, AdamW state.
+    /// Writes a zip checkpoint: step, history, precomputed reference log-probs, policy and reference weights, AdamW
+    /// state, the global torch random state (dropout), and the fingerprint of what decides the result (options,
+    /// tokenizer, model options, initial weights and the content of the data last given to <see cref="Train"/>).
     /// </summary>
     public void SaveCheckpoint(string path)
     {
@@ -200,16 +217,29 @@ public sealed class PreferenceTrainer : IDisposable
         using var zip = new ZipArchive(file, ZipArchiveMode.Create);
         using (var entry = zip.CreateEntry("state.json").Open())
             JsonSerializer.Serialize(entry, new CheckpointState(FormatName, options.Objective, Step, precomputedChosen, precomputedRejected, history), JsonOptions);
+        using (var entry = zip.CreateEntry(TrainingFingerprint.FileName).Open())
+            (dataFingerprint is null ? setup : setup.Merge(dataFingerprint)).Write(entry);
+        using (var randomState = torch.random.get_rng_state())
+        using (var entry = zip.CreateEntry(RandomStateEntry).Open())
+            entry.Write(randomState.bytes);
         ArchiveEntries.Write(zip, "policy.bin", w => policy.save(w));
         ArchiveEntries.Write(zip, "optimizer.bin", optimizer.save_state_dict);
         if (reference is not null) ArchiveEntries.Write(zip, "reference.bin", w => reference.save(w));
     }
 
     /// <summary>
-    /// Restores a checkpoint written by <see cref="SaveCheckpoint"/> into this trainer (same model architecture and
-    /// objective); the next <see cref="Train"/> continues from its step.
+    /// Restores a checkpoint written by <see cref="SaveCheckpoint"/> into this trainer; the next <see cref="Train"/>
+    /// continues from its step. The checkpoint's fingerprint is compared with this trainer's options, tokenizer, model
+    /// options and initial weights, and with <paramref name="data"/>'s content (when null, with the data of the next
+    /// <see cref="Train"/> call). Under <see cref="CheckpointMismatch.Fail"/> a difference throws an
+    /// <see cref="InvalidOperationException"/> naming each one ("Beta: checkpoint 1, options 0.5") before anything
+    /// is loaded; under <see cref="CheckpointMismatch.Resume"/> the checkpoint is loaded anyway.
     /// </summary>
-    public void LoadCheckpoint(string path)
+    /// <returns>The differences found (empty when everything matches or the checkpoint predates fingerprints).</returns>
+    public IReadOnlyList<string> LoadCheckpoint(string path, PreferenceDataset? data = null, CheckpointMismatch onMismatch = CheckpointMismatch.Fail) =>
+        LoadCheckpoint(path, data, onMismatch, nameof(onMismatch));
+
+    internal IReadOnlyList<string> LoadCheckpoint(string path, PreferenceDataset? data, CheckpointMismatch onMismatch, string optionName)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint '{path}' was not found.", path);
@@ -219,7 +249,17 @@ public sealed class PreferenceTrainer : IDisposable
             state = JsonSerializer.Deserialize<CheckpointState>(entry, JsonOptions) ?? throw new InvalidDataException("the checkpoint's state.json is empty.");
         if (state.Format != FormatName)
             throw new InvalidDataException($"checkpoint '{path}' has format '{state.Format}', expected '{FormatName}'.");
-        if (state.Objective != options.Objective)
+        var differences = new List<string>();
+        TrainingFingerprint? saved = null;
+        if (zip.GetEntry(TrainingFingerprint.FileName) is { } fingerprintEntry)
+        {
+            using (var entry = fingerprintEntry.Open()) saved = TrainingFingerprint.Read(entry, $"'{TrainingFingerprint.FileName}' of '{path}'");
+            differences.AddRange(setup.DifferencesFrom(saved.WithoutData()));
+            // A checkpoint saved before any Train call has no data entries: nothing to compare the data with.
+            if (data is not null && saved.DataOnly().Entries.Count > 0) differences.AddRange(DataFingerprint(data).DifferencesFrom(saved.DataOnly()));
+            if (differences.Count > 0 && onMismatch == CheckpointMismatch.Fail) throw TrainingFingerprint.MismatchError(path, differences, optionName);
+        }
+        if (state.Objective != options.Objective && onMismatch == CheckpointMismatch.Fail)
             throw new InvalidOperationException($"checkpoint '{path}' was trained with Objective = {state.Objective}, this trainer uses {options.Objective}.");
         if (reference is not null && zip.GetEntry("reference.bin") is null)
             throw new InvalidDataException($"checkpoint '{path}' holds no reference weights, but this trainer uses an online reference.");
@@ -233,6 +273,42 @@ public sealed class PreferenceTrainer : IDisposable
         history.Clear();
         history.AddRange(state.History);
         tokensSeen = history.Count == 0 ? 0 : history[^1].NumTokens;
+        if (zip.GetEntry(RandomStateEntry) is { } randomEntry)
+        {
+            using var bytes = new MemoryStream();
+            using (var entry = randomEntry.Open()) entry.CopyTo(bytes);
+            using var randomState = tensor(bytes.ToArray(), ScalarType.Byte);
+            torch.random.set_rng_state(randomState);
+        }
+        pendingDataCheck = saved is not null && data is null && saved.DataOnly().Entries.Count > 0 ? (saved.DataOnly(), onMismatch, path, optionName) : null;
+        return differences;
+    }
+
+    private const string RandomStateEntry = "random-state.bin";
+
+    /// <summary>Options (but the device: where training runs, not what it computes), tokenizer, model options and initial weights.</summary>
+    private static TrainingFingerprint SetupFingerprint(MultimodalLm model, PreferenceTrainerOptions options)
+    {
+        var fingerprint = new TrainingFingerprint();
+        fingerprint.AddOptions("", options, new[] { nameof(PreferenceTrainerOptions.Device) });
+        fingerprint.AddOptions("Model", model.Options);
+        fingerprint.Add("Model.Vision", model.Vision.GetType().Name);
+        fingerprint.Add("Model.InitialWeights", TrainingFingerprint.Hash(model));
+        fingerprint.Add("Tokenizer", TrainingFingerprint.Hash(model.Tokenizer));
+        return fingerprint;
+    }
+
+    /// <summary>The content of every column of the pairs.</summary>
+    private static TrainingFingerprint DataFingerprint(PreferenceDataset data)
+    {
+        var fingerprint = new TrainingFingerprint();
+        fingerprint.AddData("ChosenImages", TrainingFingerprint.Hash(data.ChosenImages));
+        fingerprint.AddData("RejectedImages", TrainingFingerprint.Hash(data.RejectedImages));
+        fingerprint.AddData("Prompts", TrainingFingerprint.Hash(data.Prompts, "prompts"));
+        fingerprint.AddData("ChosenAnswers", TrainingFingerprint.Hash(data.ChosenAnswers, "chosen answers"));
+        fingerprint.AddData("RejectedAnswers", TrainingFingerprint.Hash(data.RejectedAnswers, "rejected answers"));
+        fingerprint.AddData("Lambdas", data.Lambdas is { } lambdas ? TrainingFingerprint.Hash(lambdas.ToArray(), "λ values") : "none");
+        return fingerprint;
     }
 
     /// <summary>Disposes the optimizer and the reference copy (not the trained model).</summary>

@@ -140,10 +140,24 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         public CancellationToken CancellationToken;
 
         /// <summary>
-        /// Folder for checkpoints, written at the end of every epoch (<c>sft.checkpoint.zip</c>, <c>preference.checkpoint.zip</c>).
-        /// When it already holds them, <c>Fit</c> resumes where they stopped (same data and options required). null = none.
+        /// Folder for checkpoints, written at the end of every epoch and every <see cref="CheckpointEverySteps"/> steps
+        /// (<c>sft.checkpoint.zip</c>, <c>preference.checkpoint.zip</c>). When it already holds them, <c>Fit</c> resumes
+        /// where they stopped, but only when they were made with the same data (pairs, images, texts, λ), tokenizer,
+        /// model options, initial weights and trainer options (all but the device): anything else fails naming what
+        /// differs, unless <see cref="OnCheckpointMismatch"/> is <see cref="CheckpointMismatch.Resume"/>. null = none.
         /// </summary>
         public string? CheckpointFolder;
+
+        /// <summary>Also checkpoint inside an epoch every this many optimisation steps (0 = at epoch ends only), so an
+        /// interrupted long epoch resumes from its last such step, exactly.</summary>
+        public int CheckpointEverySteps;
+
+        /// <summary>
+        /// What to do when <see cref="CheckpointFolder"/> holds a checkpoint made with other data or options:
+        /// <see cref="CheckpointMismatch.Fail"/> (default) or <see cref="CheckpointMismatch.Resume"/>, for a deliberate
+        /// continuation, e.g. several runs starting from one shared SFT checkpoint (the differences are logged as a warning).
+        /// </summary>
+        public CheckpointMismatch OnCheckpointMismatch = CheckpointMismatch.Fail;
 
         /// <summary>True when the rows are explicit (chosen, rejected) pairs.</summary>
         internal bool ExplicitPairs => ChosenColumnName is not null;
@@ -184,6 +198,10 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
                 throw new ArgumentException(
                     $"ResponseColumnName ('{ResponseColumnName}') and LogProbColumnName ('{LogProbColumnName}') must differ from each other and from the input columns.",
                     nameof(ResponseColumnName));
+            if (CheckpointEverySteps < 0)
+                throw new ArgumentOutOfRangeException(nameof(CheckpointEverySteps), CheckpointEverySteps, "CheckpointEverySteps must be ≥ 0 (0 = at epoch ends only).");
+            if (!Enum.IsDefined(OnCheckpointMismatch))
+                throw new ArgumentOutOfRangeException(nameof(OnCheckpointMismatch), OnCheckpointMismatch, "unknown OnCheckpointMismatch value.");
             if (MixGroupSize < 2) throw new ArgumentOutOfRangeException(nameof(MixGroupSize), MixGroupSize, "MixGroupSize must be ≥ 2 (a mix needs a partner).");
             if (SftEpochs < 0) throw new ArgumentOutOfRangeException(nameof(SftEpochs), SftEpochs, "SftEpochs must be ≥ 0.");
             if (PreferenceEpochs < 0) throw new ArgumentOutOfRangeException(nameof(PreferenceEpochs), PreferenceEpochs, "PreferenceEpochs must be ≥ 0.");
@@ -424,11 +442,14 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         string? checkpoint = _options.CheckpointFolder is null ? null : Path.Combine(_options.CheckpointFolder, checkpointName);
         if (checkpoint is not null && File.Exists(checkpoint))
         {
-            trainer.LoadCheckpoint(checkpoint);
+            var differences = trainer.LoadCheckpoint(checkpoint, data, _options.OnCheckpointMismatch, nameof(Options.OnCheckpointMismatch));
+            if (differences.Count > 0)
+                channel?.Warning(MessageSensitivity.None, "{0}: resuming from '{1}' although it was made with other data or options " +
+                    "(OnCheckpointMismatch = Resume): {2}.", phase, checkpoint, string.Join("; ", differences));
             channel?.Info(MessageSensitivity.None, "{0}: resuming from '{1}' at step {2}.", phase, checkpoint, trainer.Step);
         }
         int stepsPerEpoch = trainer.StepsPerEpoch(data.Count);
-        var monitor = new EpochMonitor(phase, options.Epochs, stepsPerEpoch, _options.Progress, channel,
+        var monitor = new EpochMonitor(phase, options.Epochs, stepsPerEpoch, _options.CheckpointEverySteps, _options.Progress, channel,
             checkpoint is null ? null : () => SaveAtomically(trainer, checkpoint), Stamp);
         var history = trainer.Train(data, monitor, _options.CancellationToken).Select(Stamp).ToArray();
         if (trainer.TruncatedRows > 0)
@@ -455,6 +476,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         private readonly string phase;
         private readonly int epochs;
         private readonly int stepsPerEpoch;
+        private readonly int checkpointEverySteps;
         private readonly IProgress<PreferenceStepMetrics>? user;
         private readonly IChannel? channel;
         private readonly Action? checkpoint;
@@ -463,9 +485,10 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
 
         private readonly Func<PreferenceStepMetrics, PreferenceStepMetrics> stamp;
 
-        public EpochMonitor(string phase, int epochs, int stepsPerEpoch, IProgress<PreferenceStepMetrics>? user, IChannel? channel, Action? checkpoint,
-            Func<PreferenceStepMetrics, PreferenceStepMetrics> stamp)
+        public EpochMonitor(string phase, int epochs, int stepsPerEpoch, int checkpointEverySteps, IProgress<PreferenceStepMetrics>? user, IChannel? channel,
+            Action? checkpoint, Func<PreferenceStepMetrics, PreferenceStepMetrics> stamp)
         {
+            this.checkpointEverySteps = checkpointEverySteps;
             this.stamp = stamp;
             this.phase = phase;
             this.epochs = epochs;
@@ -480,7 +503,11 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             value = stamp(value);
             user?.Report(value);
             epochSteps.Add(value);
-            if (value.Step % stepsPerEpoch != 0) return;
+            if (value.Step % stepsPerEpoch != 0)
+            {
+                if (checkpointEverySteps > 0 && value.Step % checkpointEverySteps == 0) checkpoint?.Invoke();
+                return;
+            }
             checkpoint?.Invoke();
             channel?.Info(MessageSensitivity.None, "{0} epoch {1}/{2}: {3}, {4:F1} s", phase, value.Epoch + 1, epochs, Summary(epochSteps), watch.Elapsed.TotalSeconds);
             epochSteps.Clear();
