@@ -41,8 +41,9 @@ public enum MixingPolicy
 /// <example>
 /// <code>
 /// var pipeline = mlContext.Transforms.Conversion.MapValueToKey("Label")
-///     .Append(mlContext.Transforms.MergeMix(new MixingEstimator.Options()), TransformerScope.Training)
-///     .Append(mlContext.MulticlassClassification.Trainers.VisionTransformer(...));
+///     .Append(mlContext.Transforms.Mix(new MixingEstimator.Options { Policy = MixingPolicy.MergeMix }), TransformerScope.Training)
+///     .Append(mlContext.MulticlassClassification.Trainers.VisionTransformer(softLabelColumnName: "SoftLabel"));
+/// var model = pipeline.Fit(train);   // the trainer sees mixed images and soft labels; model.Transform(test) does not mix
 /// </code>
 /// </example>
 public sealed class MixingEstimator : IEstimator<MixingTransformer>
