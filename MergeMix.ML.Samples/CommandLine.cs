@@ -24,6 +24,10 @@ internal static class CommandLine
                                   [--out DIR] [--train N] [--test N] [--pretrain N] [--pretrain-epochs N]
                                   [--sft-epochs N] [--pref-epochs N] [--seed N] [--threads N]
                                   [--bench (benchmark only)] [--no-bench] [--bench-steps N]
+          finetune                Few-shot training on new classes from scratch vs from a checkpoint file (yours with
+                                  --weights, timm/HF safetensors or .bin; else one pretrained here on the other classes).
+                                  [--data CIFAR_FOLDER] [--weights FILE --heads N [--norm imagenet|half]] [--out DIR]
+                                  [--per-class N] [--epochs N] [--pretrain-epochs N] [--threads N] [--seed N]
         """;
 
     public static async Task<int> RunAsync(string[] args)
@@ -39,6 +43,7 @@ internal static class CommandLine
                 case "bench": BenchCommand.Run(options); return 0;
                 case "speed": SpeedCommand.Run(options); return 0;
                 case "align": AlignCommand.Run(options); return 0;
+                case "finetune": FineTuneCommand.Run(options); return 0;
                 case "help" or "--help" or "-h": Console.WriteLine(Usage); return 0;
                 default:
                     Console.Error.WriteLine($"Unknown command '{command}'.");
