@@ -309,6 +309,80 @@ public sealed class VisionTransformerTrainerTests
     }
 
     [TestMethod]
+    public void MergeMixAttentionFromTheCleanPassEqualsTheSeparatePassWhenBothSeeTheSameModel()
+    {
+        var data = Shapes(32, 1);
+        ImageClassifierModel Run(MergeMixAttentionPass pass, double dropPath, bool mergeDuringTraining, bool lambdaScale = false)
+        {
+            var options = Options();
+            options.Model.DropPathRate = dropPath;
+            options.OnlineMixing = new MergeMixPolicy();
+            options.MergeMixAttentionPass = pass;
+            options.MergeDuringTraining = mergeDuringTraining;
+            options.MergeMixLambdaScale = lambdaScale;
+            return ClassifierTraining.Train(data, null, null, options).Model;
+        }
+
+        // Without drop-path, training mode computes what eval mode does, and with merging in training the clean
+        // pass merges like the separate attention pass: the same attention, masks and weights, one pass fewer.
+        using (var single = Run(MergeMixAttentionPass.CleanPass, 0, mergeDuringTraining: true))
+        using (var separate = Run(MergeMixAttentionPass.Separate, 0, mergeDuringTraining: true))
+            AssertIdentical(separate, single);
+        // Without merging in training the clean pass ranks unmerged tokens, the separate pass merged ones.
+        using (var single = Run(MergeMixAttentionPass.CleanPass, 0, mergeDuringTraining: false))
+        using (var separate = Run(MergeMixAttentionPass.Separate, 0, mergeDuringTraining: false))
+            AssertDifferent(separate, single);
+        // Drop-path makes the clean pass's attention (training mode) differ from the eval-mode one.
+        using (var single = Run(MergeMixAttentionPass.CleanPass, 0.5, mergeDuringTraining: true))
+        using (var separate = Run(MergeMixAttentionPass.Separate, 0.5, mergeDuringTraining: true))
+            AssertDifferent(separate, single);
+        // λ̂ re-scaling changes the labels, and with them the weights.
+        using (var plain = Run(MergeMixAttentionPass.CleanPass, 0, mergeDuringTraining: true))
+        using (var rescaled = Run(MergeMixAttentionPass.CleanPass, 0, mergeDuringTraining: true, lambdaScale: true))
+            AssertDifferent(plain, rescaled);
+    }
+
+    [TestMethod]
+    public void StepBenchmarkCountsPassesAndTimesEveryPhase()
+    {
+        VisionTransformerTrainerOptions With(IMixPolicy? policy, MergeMixBaseLoss baseLoss = MergeMixBaseLoss.Clean,
+            MergeMixAttentionPass pass = MergeMixAttentionPass.CleanPass)
+        {
+            var o = Options();
+            o.OnlineMixing = policy;
+            o.MergeMixBaseLoss = baseLoss;
+            o.MergeMixAttentionPass = pass;
+            return o;
+        }
+        var costs = TrainingStepBenchmark.Measure(new[]
+        {
+            new TrainingStepVariant("plain", With(null)),
+            new TrainingStepVariant("mixup", With(new MixupPolicy())),
+            new TrainingStepVariant("mergemix", With(new MergeMixPolicy())),
+            new TrainingStepVariant("mergemix-separate", With(new MergeMixPolicy(), pass: MergeMixAttentionPass.Separate)),
+            new TrainingStepVariant("mergemix-nobase", With(new MergeMixPolicy(), MergeMixBaseLoss.None)),
+        }, imageSize: 16, classes: 4, batch: 8, rounds: 3, steps: 1);
+        CollectionAssert.AreEqual(new[] { "plain", "mixup", "mergemix", "mergemix-separate", "mergemix-nobase" }, costs.Select(c => c.Name).ToArray());
+        CollectionAssert.AreEqual(new[] { 1, 1, 2, 2, 1 }, costs.Select(c => c.Passes).ToArray());
+        foreach (var c in costs)
+        {
+            Assert.IsTrue(c.SecondsPerStep > 0 && Math.Abs(c.ImagesPerSecond * c.SecondsPerStep - 8) < 1e-9, c.Name);
+            Assert.IsTrue(c.PhaseSecondsPerStep[StepPhase.Forward] > 0 && c.PhaseSecondsPerStep[StepPhase.Backward] > 0, c.Name);
+        }
+        Assert.AreEqual(0, costs[0].PhaseSecondsPerStep[StepPhase.Mix], "no mixing in a plain step");
+        Assert.AreEqual(0, costs[2].PhaseSecondsPerStep[StepPhase.AttentionPass], "the clean pass gives the attention");
+        Assert.IsTrue(costs[3].PhaseSecondsPerStep[StepPhase.AttentionPass] > 0, "a separate attention pass is timed");
+        Assert.IsTrue(costs[4].PhaseSecondsPerStep[StepPhase.AttentionPass] > 0, "no clean pass, so a separate one");
+
+        // 8×8 images, 4-pixel patches (4 + CLS = 5 tokens), width 8, 1 block, MLP 32, 3 classes, by hand:
+        // embed 2·4·48·8 = 3 072; qkv 2·5·8·24 = 1 920; QKᵀ and AV 2·25·8 = 400 each; proj 2·5·8·8 = 640;
+        // MLP 2 × 2·5·8·32 = 5 120; head 2·8·3 = 48.
+        var tiny = new VisionTransformerOptions { ImageSize = 8, PatchSize = 4, Width = 8, Depth = 1, Heads = 2, ClassCount = 3, MergeCount = 0 };
+        Assert.AreEqual(3072 + 1920 + 400 + 400 + 640 + 5120 + 48, TrainingStepBenchmark.ForwardFlops(tiny));
+        Assert.IsTrue(TrainingStepBenchmark.MatmulGflops(64, 1) > 0);
+    }
+
+    [TestMethod]
     public void MergeMixPipelineFeedsSoftLabelsToTheTrainerAndScoresUnmixedImages()
     {
         var ml = new MLContext(1);

@@ -1,5 +1,6 @@
 using MergeMix.ML.Mixing;
 using TorchSharp;
+using static TorchSharp.torch;
 using static MergeMix.ML.Tests.Mixing.MixTestData;
 
 namespace MergeMix.ML.Tests.Mixing;
@@ -37,6 +38,30 @@ public sealed class MixMathTests
         CollectionAssert.AreEqual(new float[] { 0, 1, 1, 1, 1, 1, 1, 0 }, Floats(three));
         using var none = MixMath.TopScoreMask(scores, 0);
         CollectionAssert.AreEqual(new float[8], Floats(none));
+    }
+
+    [TestMethod]
+    public void RescaledLambdaMinMaxNormalisesTheGaussianDrawsOverTheBatch()
+    {
+        // z = 0.5 + 1·n = [0.5, 1.5, −0.5, 2.5]: min −0.5, range 3 (+ τ).
+        using var noise = torch.tensor(new double[] { 0, 1, -1, 2 });
+        using var ones = torch.ones(4);
+        using var lambda = MixMath.RescaledLambda(noise, 0.5, ones, 1e-5);
+        Assert.AreEqual(ScalarType.Float32, lambda.dtype);
+        CollectionAssert.AreEqual(new[] { (float)(1 / 3.00001), (float)(2 / 3.00001), 0f, (float)(3 / 3.00001) }, lambda.data<float>().ToArray());
+
+        // Per-row σ: z = 0 + [0.5, 2]·1 = [0.5, 2] → [0, 1.5 / (1.5 + τ)].
+        using var two = torch.tensor(new double[] { 1, 1 });
+        using var std = torch.tensor(new float[] { 0.5f, 2f });
+        using var perRow = MixMath.RescaledLambda(two, 0, std, 1e-5);
+        CollectionAssert.AreEqual(new[] { 0f, (float)(1.5 / 1.50001) }, perRow.data<float>().ToArray());
+
+        // Equal draws: every row gets 0 (τ keeps 0/0 away), and the result stays in [0, 1].
+        using var same = torch.full(3, 0.7, ScalarType.Float64);
+        using var flat = MixMath.RescaledLambda(same, 0.5, torch.ones(3), 1e-5);
+        CollectionAssert.AreEqual(new[] { 0f, 0f, 0f }, flat.data<float>().ToArray());
+        Assert.ThrowsExactly<ArgumentException>(() => MixMath.RescaledLambda(noise, 0.5, torch.ones(3)));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => MixMath.RescaledLambda(noise, 0.5, ones, 0));
     }
 
     [TestMethod]

@@ -170,6 +170,43 @@ public sealed class VisionTransformerTests
     }
 
     [TestMethod]
+    public void AttentionDirectionPicksTheClsRowOrTheClsColumnAveragedOverHeads()
+    {
+        // Two heads over 3 tokens (rows: queries, columns: keys; every row sums to 1), dyadic values so that the
+        // head means are exact in float32.
+        float[] values =
+        {
+            0.5f, 0.25f, 0.25f,   0.125f, 0.625f, 0.25f,   0.375f, 0.375f, 0.25f,
+            0.25f, 0.25f, 0.5f,   0.5f, 0.25f, 0.25f,      0f, 0.5f, 0.5f,
+        };
+        using var attention = tensor(values, new long[] { 1, 2, 3, 3 });
+        using var query = AttentionScores.FromAttention(attention, AttentionDirection.ClsQuery);
+        using var key = AttentionScores.FromAttention(attention, AttentionDirection.ClsKey);
+        CollectionAssert.AreEqual(new[] { 0.375f, 0.25f, 0.375f }, Floats(query), "(A0[0, j] + A1[0, j]) / 2");
+        CollectionAssert.AreEqual(new[] { 0.375f, 0.3125f, 0.1875f }, Floats(key), "(A0[j, 0] + A1[j, 0]) / 2");
+        Assert.ThrowsExactly<ArgumentException>(() => AttentionScores.FromAttention(zeros(2, 3, 3), AttentionDirection.ClsKey));
+    }
+
+    [TestMethod]
+    public void AttentionDirectionChangesTheScoresButNotTheLogits()
+    {
+        using var byQuery = Model(Tiny());
+        using var byKey = Model(Tiny(o => o.AttentionDirection = AttentionDirection.ClsKey));
+        using var scope = NewDisposeScope();
+        var images = Images(2, 16);
+        using var q = byQuery.Forward(images, merge: true, captureAttention: true);
+        using var k = byKey.Forward(images, merge: true, captureAttention: true);
+        CollectionAssert.AreEqual(Floats(q.Logits), Floats(k.Logits), "same weights, same output");
+        CollectionAssert.AreEqual(Floats(q.SourceMap!.to(ScalarType.Float32)), Floats(k.SourceMap!.to(ScalarType.Float32)), "same merges");
+        // A[CLS, CLS] is the one entry both directions read.
+        CollectionAssert.AreEqual(Floats(q.TokenAttention!.select(1, 0)), Floats(k.TokenAttention!.select(1, 0)));
+        var rowSums = Floats(q.TokenAttention!.sum(1));
+        foreach (var sum in rowSums) Assert.AreEqual(1f, sum, 1e-5f, "a CLS query row sums to 1");
+        CollectionAssert.AreNotEqual(Floats(q.PatchAttention!), Floats(k.PatchAttention!));
+        Assert.AreEqual("AttentionDirection", Assert.ThrowsExactly<ArgumentException>(() => Tiny(o => o.AttentionDirection = (AttentionDirection)7).Validate()).ParamName);
+    }
+
+    [TestMethod]
     public void CapturedBlockMatchesTheFusedAttention()
     {
         // The captured block uses explicit softmax attention, the others the fused kernel (with the log-size mask).

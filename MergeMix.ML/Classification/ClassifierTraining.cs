@@ -181,9 +181,7 @@ public static class ClassifierTraining
                 resumeAt is null ? "" : $" and {resumeAt.Steps} steps of epoch {firstEpoch + 1}");
         }
 
-        var onlineMixing = options.OnlineMixing is { Name: not "none" } policy ? policy : null;
-        var attention = onlineMixing is { NeedsAttention: true } ? model.AttentionSource() : null;
-        var baseMixup = new MixupPolicy { Alpha = 0.8 };
+        var trainingStep = new TrainingStep(model, optimizer, trainable, options, classes);
         for (int epoch = firstEpoch; epoch < options.Epochs; epoch++)
         {
             var watch = Stopwatch.StartNew();
@@ -196,7 +194,6 @@ public static class ClassifierTraining
             var order = Enumerable.Range(0, train.Count).ToArray();
             random.Shuffle(order);
             model.train();
-            model.Backbone.MergeEnabled = options.MergeDuringTraining;
             double lossSum = 0, earlierSeconds = 0;
             int steps = 0;
             var resume = resumeAt is { } at && at.Epoch == epoch ? at : null;
@@ -229,31 +226,7 @@ public static class ClassifierTraining
                     ? nn.functional.one_hot(labels, classes).to(ScalarType.Float32)
                     : SoftTargets(softLabels, indices, classes, device);
 
-                optimizer.zero_grad();
-                Tensor loss;
-                if (onlineMixing is null)
-                {
-                    loss = SoftCrossEntropy(model.call(images), targets, options.LabelSmoothing);
-                }
-                else
-                {
-                    MixResult mix;
-                    model.Backbone.MergeEnabled = model.Options.EffectiveMergeCount > 0 || options.MergeDuringTraining;
-                    try { mix = onlineMixing.Mix(images, labels, classes, generator, attention); }
-                    finally { model.Backbone.MergeEnabled = options.MergeDuringTraining; }
-                    loss = SoftCrossEntropy(model.call(mix.Mixed), mix.SoftLabels, options.LabelSmoothing);
-                    if (onlineMixing.Name.StartsWith("mergemix", StringComparison.Ordinal))
-                        loss = options.MergeMixBaseLoss switch
-                        {
-                            MergeMixBaseLoss.Clean => loss.add(SoftCrossEntropy(model.call(images), targets, options.LabelSmoothing), Scalars.One),
-                            MergeMixBaseLoss.Mixup => loss.add(MixupLoss(model, baseMixup, images, labels, classes, generator, options.LabelSmoothing), Scalars.One),
-                            _ => loss,
-                        };
-                }
-                loss.backward();
-                if (options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(trainable, options.GradientClipNorm);
-                optimizer.step();
-                lossSum += loss.item<float>();
+                lossSum += trainingStep.Run(images, labels, targets, generator);
                 steps++;
                 if (folder is not null && options.CheckpointEverySteps > 0 && steps % options.CheckpointEverySteps == 0 && steps < stepsPerEpoch)
                     Checkpoint.Save(folder, model, optimizer, history, fingerprint!,
@@ -397,12 +370,6 @@ public static class ClassifierTraining
         }
     }
 
-    private static Tensor MixupLoss(ImageClassifierModel model, IMixPolicy mixup, Tensor images, Tensor labels, int classes, Generator generator, double smoothing)
-    {
-        using var mix = mixup.Mix(images, labels, classes, generator);
-        return SoftCrossEntropy(model.call(mix.Mixed), mix.SoftLabels, smoothing);
-    }
-
     private static Tensor SoftTargets(float[] softLabels, ReadOnlySpan<int> indices, int classes, Device device)
     {
         var values = new float[indices.Length * classes];
@@ -487,7 +454,7 @@ public static class ClassifierTraining
     /// <see cref="VisionTransformerTrainerOptions.FreezePatchEmbedding"/>) stop requiring gradients and stay out of the
     /// optimizer, so backward skips them and weight decay cannot move them.
     /// </summary>
-    private static (KeptAliveAdamW Optimizer, double[] RateScales, List<Parameter> Trainable) CreateOptimizer(ImageClassifierModel model, VisionTransformerTrainerOptions o)
+    internal static (KeptAliveAdamW Optimizer, double[] RateScales, List<Parameter> Trainable) CreateOptimizer(ImageClassifierModel model, VisionTransformerTrainerOptions o)
     {
         bool freezeEmbedding = o.FreezePatchEmbedding || o.FrozenBlocks > 0;
         bool Frozen(string name)

@@ -58,6 +58,12 @@ public sealed class ImageClassifierModel : nn.Module<Tensor, Tensor>
     /// <summary>Class logits [B, K] of raw images [B, C, H, W]; merging follows <see cref="VisionTransformer.MergeEnabled"/>.</summary>
     public override Tensor forward(Tensor raw) => backbone.call(Normalize(raw));
 
+    /// <summary>
+    /// One pass over raw images that returns the logits and the recovered attention of the backbone's attention layer
+    /// (<see cref="VisionTransformer.Forward"/>), in the current mode and grad state.
+    /// </summary>
+    internal VisionForward ForwardWithAttention(Tensor raw, bool merge) => backbone.Forward(Normalize(raw), merge, captureAttention: true);
+
     /// <summary>Attention of this model over raw images, for MergeMix and TransMix.</summary>
     public IAttentionSource AttentionSource() => new NormalizingAttentionSource(this);
 

@@ -18,6 +18,22 @@ public enum MergeMixBaseLoss
     Mixup,
 }
 
+/// <summary>Where online MergeMix takes the attention that ranks the patches of a batch.</summary>
+public enum MergeMixAttentionPass
+{
+    /// <summary>
+    /// From the clean forward pass of the <see cref="MergeMixBaseLoss.Clean"/> base loss (detached, training mode,
+    /// merging as <see cref="VisionTransformerTrainerOptions.MergeDuringTraining"/>): two backbone passes per step.
+    /// With another base loss there is no clean pass, and a separate pass is run.
+    /// </summary>
+    CleanPass,
+    /// <summary>
+    /// From a separate no-gradient pass in eval mode up to the attention layer, merging when the model's MergeCount
+    /// is above 0 (three backbone passes per step with the clean base loss).
+    /// </summary>
+    Separate,
+}
+
 /// <summary>Report of one finished epoch.</summary>
 /// <param name="Epoch">1-based epoch number.</param>
 /// <param name="Epochs">Total epochs.</param>
@@ -134,7 +150,23 @@ public sealed class VisionTransformerTrainerOptions
     /// <summary>Base term added to the mixed loss when <see cref="OnlineMixing"/> is MergeMix (paper: clean CE).</summary>
     public MergeMixBaseLoss MergeMixBaseLoss = MergeMixBaseLoss.Clean;
 
-    /// <summary>Token merging in the training forward passes (the attention pass of MergeMix always merges when Model.MergeCount &gt; 0).</summary>
+    /// <summary>
+    /// Source of MergeMix's attention: the clean pass of the base loss (default; two backbone passes per step) or a
+    /// separate eval-mode pass (three).
+    /// </summary>
+    public MergeMixAttentionPass MergeMixAttentionPass = MergeMixAttentionPass.CleanPass;
+
+    /// <summary>
+    /// MergeMix's λ̂ re-scaling (openmixup <c>lam_scale</c>): the label share of every row becomes
+    /// min-max-normalised Gaussian noise over the batch (<see cref="MixMath.RescaledLambda"/>) instead of its
+    /// share of kept patches.
+    /// </summary>
+    public bool MergeMixLambdaScale;
+
+    /// <summary>
+    /// Token merging in the training forward passes (the paper's CIFAR setting, openmixup <c>tome_in_mix=False</c>).
+    /// A separate MergeMix attention pass always merges when Model.MergeCount &gt; 0.
+    /// </summary>
     public bool MergeDuringTraining;
 
     /// <summary>Token merging at inference (faster; the paper's "MergeMix^tome").</summary>
@@ -195,6 +227,8 @@ public sealed class VisionTransformerTrainerOptions
         if (GradientClipNorm < 0) throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), $"GradientClipNorm must be ≥ 0, got {GradientClipNorm}.");
         if (RandomCropPadding < 0) throw new ArgumentOutOfRangeException(nameof(RandomCropPadding), $"RandomCropPadding must be ≥ 0, got {RandomCropPadding}.");
         RandAugment?.Validate(nameof(RandAugment));
+        if (!Enum.IsDefined(MergeMixBaseLoss)) throw new ArgumentOutOfRangeException(nameof(MergeMixBaseLoss), $"MergeMixBaseLoss must be None, Clean or Mixup, got {(int)MergeMixBaseLoss}.");
+        if (!Enum.IsDefined(MergeMixAttentionPass)) throw new ArgumentOutOfRangeException(nameof(MergeMixAttentionPass), $"MergeMixAttentionPass must be CleanPass or Separate, got {(int)MergeMixAttentionPass}.");
         if (Threads < 0) throw new ArgumentOutOfRangeException(nameof(Threads), $"Threads must be ≥ 0, got {Threads}.");
         if (CheckpointEverySteps < 0)
             throw new ArgumentOutOfRangeException(nameof(CheckpointEverySteps), $"CheckpointEverySteps must be ≥ 0 (0 = at epoch ends only), got {CheckpointEverySteps}.");

@@ -44,6 +44,32 @@ public static class MixMath
         return (own * lam).add(other * Scalars.OneMinus(lam), Scalars.One).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// MergeMix's re-scaled label share (openmixup <c>lam_scale</c>): z_i = μ + σ_i·n_i, then
+    /// λ̂_i = clip((z_i − min z) / (max z − min z + τ), 0, 1) over the batch. openmixup draws with μ = MergeCount/L
+    /// and σ_i = the row's kept share; when every σ_i is equal (every MergeMix row keeps ⌊λ·L⌋ patches) the min-max
+    /// step cancels μ and σ up to τ, so λ̂ is the rank-normalised noise, unrelated to the mask (mergemix-method.md §7.2).
+    /// </summary>
+    /// <param name="noise">float [B] standard-normal draws n_i.</param>
+    /// <param name="mean">μ.</param>
+    /// <param name="std">float [B] σ_i ≥ 0.</param>
+    /// <param name="tau">τ &gt; 0, keeps the division finite when every z_i is equal.</param>
+    public static Tensor RescaledLambda(Tensor noise, double mean, Tensor std, double tau = 1e-5)
+    {
+        if (noise.dim() != 1 || std.dim() != 1 || noise.shape[0] != std.shape[0] || noise.shape[0] < 1)
+            throw new ArgumentException($"noise and std must be [B] of the same length ≥ 1; got [{string.Join(", ", noise.shape)}] and [{string.Join(", ", std.shape)}].", nameof(noise));
+        if (!(tau > 0)) throw new ArgumentOutOfRangeException(nameof(tau), tau, "tau must be > 0.");
+        using var scope = torch.NewDisposeScope();
+        using var meanScalar = mean.ToScalar();
+        using var tauScalar = tau.ToScalar();
+        using var zero = 0.0.ToScalar();
+        using var one = 1.0.ToScalar();
+        var z = std.to_type(ScalarType.Float64).mul(noise.to_type(ScalarType.Float64)).add(meanScalar, Scalars.One);
+        var low = z.min();
+        var range = z.max().sub(low).add(tauScalar, Scalars.One);
+        return z.sub(low).div(range).clamp(zero, one).to_type(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
     /// <summary>⌊λ·n⌋, the number of the n units (patches, pixels) an image keeps, clamped to [0, n] against rounding.</summary>
     public static int KeepCount(double lambda, int count) => Math.Clamp((int)Math.Floor(lambda * count), 0, count);
 

@@ -7,13 +7,12 @@ namespace MergeMix.ML.Vision;
 
 /// <summary>
 /// Multi-head self-attention that also returns ToMe's similarity metric (the keys averaged over heads) and,
-/// on request, the CLS-query attention row.
+/// on request, the CLS attention scores of every token (<see cref="AttentionScores.FromAttention"/>).
 /// </summary>
 internal sealed class ToMeAttention : nn.Module
 {
     private readonly Linear qkv;
     private readonly Linear proj;
-    private readonly Dropout attnDrop;
     private readonly Dropout projDrop;
     private readonly int heads;
     private readonly double scale;
@@ -26,41 +25,38 @@ internal sealed class ToMeAttention : nn.Module
         scale = 1.0 / Math.Sqrt(width / heads);
         qkv = nn.Linear(width, 3 * width);
         proj = nn.Linear(width, width);
-        attnDrop = nn.Dropout(dropoutRate);
         projDrop = nn.Dropout(dropoutRate);
         RegisterComponents();
     }
 
     /// <summary>
     /// x: [B, N, W]; keyBias: null or [B, 1, 1, N] additive logit bias (log sizes). Returns the attention output
-    /// [B, N, W], the metric [B, N, W/heads] and, when <paramref name="captureClsRow"/>, the CLS query's softmax
-    /// attention to every token averaged over heads [B, N] (before attention dropout).
+    /// [B, N, W], the metric [B, N, W/heads] and, when <paramref name="capture"/> is given, every token's CLS
+    /// attention score in that direction [B, N] (softmax attention before attention dropout, averaged over heads).
     /// </summary>
-    public (Tensor Output, Tensor Metric, Tensor? ClsRow) Run(Tensor x, Tensor? keyBias, bool captureClsRow)
+    public (Tensor Output, Tensor Metric, Tensor? ClsScores) Run(Tensor x, Tensor? keyBias, AttentionDirection? capture)
     {
         long b = x.shape[0], n = x.shape[1], w = x.shape[2];
         var parts = qkv.call(x).reshape(b, n, 3, heads, w / heads).permute(2, 0, 3, 1, 4);
         Tensor q = parts[0], k = parts[1], v = parts[2];
         var metric = k.mean(new long[] { 1 });
 
-        Tensor output;
-        Tensor? clsRow = null;
-        if (captureClsRow)
+        var output = nn.functional.scaled_dot_product_attention(q, k, v, keyBias, training ? dropoutRate : 0.0);
+        Tensor? clsScores = null;
+        if (capture is AttentionDirection direction)
         {
-            // The fused kernel does not expose the weights, so the captured block computes softmax attention itself.
+            // The fused kernel does not expose the weights, so they are recomputed for the scores only (no gradient:
+            // masks are built from detached attention). The block's output stays the fused kernel's, so capturing
+            // never changes what the model computes, and a training pass that captures costs one QKᵀ more, not an
+            // unfused attention with its backward.
+            using var noGrad = no_grad();
             using var scaleScalar = scale.ToScalar();
             var logits = q.matmul(k.transpose(-2, -1)).mul(scaleScalar);
             if (keyBias is not null) logits = logits.add(keyBias, Scalars.One);
-            var attention = logits.softmax(-1);
-            clsRow = attention.select(2, 0).mean(new long[] { 1 });
-            output = attnDrop.call(attention).matmul(v);
-        }
-        else
-        {
-            output = nn.functional.scaled_dot_product_attention(q, k, v, keyBias, training ? dropoutRate : 0.0);
+            clsScores = AttentionScores.FromAttention(logits.softmax(-1), direction);
         }
         output = projDrop.call(proj.call(output.transpose(1, 2).reshape(b, n, w)));
-        return (output, metric, clsRow);
+        return (output, metric, clsScores);
     }
 }
 
@@ -95,10 +91,10 @@ internal sealed class ToMeBlock : nn.Module
         RegisterComponents();
     }
 
-    public (Tensor X, Tensor Metric, Tensor? ClsRow) AttentionResidual(Tensor x, Tensor? keyBias, bool captureClsRow)
+    public (Tensor X, Tensor Metric, Tensor? ClsScores) AttentionResidual(Tensor x, Tensor? keyBias, AttentionDirection? capture)
     {
-        var (y, metric, clsRow) = attn.Run(norm1.call(x), keyBias, captureClsRow);
-        return (x.add(dropPath1.call(y), Scalars.One), metric, clsRow);
+        var (y, metric, clsScores) = attn.Run(norm1.call(x), keyBias, capture);
+        return (x.add(dropPath1.call(y), Scalars.One), metric, clsScores);
     }
 
     public Tensor MlpResidual(Tensor x)

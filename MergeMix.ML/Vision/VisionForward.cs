@@ -14,7 +14,7 @@ namespace MergeMix.ML.Vision;
 /// <param name="TokenCounts">Number of tokens (CLS included) entering each block.</param>
 /// <param name="TokenAttention">
 /// float [B, N] or null: the same attention before recovery, over the N tokens entering the attention layer
-/// (column 0 is CLS attending to itself); each row sums to 1.
+/// (column 0 is CLS with itself); with <see cref="AttentionDirection.ClsQuery"/> each row sums to 1.
 /// </param>
 /// <param name="SourceMap">
 /// int64 [B, PatchCount] or null: for each original patch, the index (in [1, N)) of the token entering the attention

@@ -143,15 +143,17 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
             counts[i] = (int)x.shape[1];
             bool capture = captureAttention && i == attentionLayer;
             Tensor? keyBias = options.ProportionalAttention && size is not null ? size.log().transpose(1, 2).unsqueeze(1) : null;
-            (x, var metric, var clsRow) = block.AttentionResidual(x, keyBias, capture);
+            (x, var metric, var clsScores) = block.AttentionResidual(x, keyBias, capture ? options.AttentionDirection : null);
             if (capture)
             {
                 // The attention was computed over this block's input tokens, so it is recovered with the source map
                 // as it stands before this block's merge. openmixup gathers with the map after the last block
                 // (mergemix-method.md §7.3), whose indices name different tokens, so its scores land on the wrong
                 // patches; here every patch gets the score of the token that actually holds it.
-                tokenAttention = clsRow!;
-                patchAttention = BipartiteSoftMatching.Unmerge(clsRow!, sourceMap!);
+                tokenAttention = clsScores!;
+                patchAttention = BipartiteSoftMatching.Unmerge(clsScores!, sourceMap!);
+                // An attention-only pass needs nothing after the scores: neither this block's merge nor its MLP.
+                if (i == last && !computeLogits && featureLayer != i) break;
             }
             if (schedule[i] > 0)
             {

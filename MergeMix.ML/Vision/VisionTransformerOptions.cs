@@ -65,6 +65,12 @@ public sealed class VisionTransformerOptions
     /// </summary>
     public double LayerNormEpsilon = 1e-6;
 
+    /// <summary>
+    /// Which attention of <see cref="AttentionLayer"/> scores the tokens for MergeMix masks: the CLS query's row
+    /// (default, as the MergeMix LLaVA code) or each token's attention to the CLS key (openmixup's classification path).
+    /// </summary>
+    public AttentionDirection AttentionDirection = AttentionDirection.ClsQuery;
+
     /// <summary>Number of patches along one side, ImageSize / PatchSize.</summary>
     public int GridSize => ImageSize / PatchSize;
 
@@ -107,6 +113,8 @@ public sealed class VisionTransformerOptions
             throw new ArgumentException($"MergeCount ({EffectiveMergeCount}) must be in [0, {PatchCount - 1}]: fewer than the {PatchCount} patches.", nameof(MergeCount));
         if (!(MergeInflection >= -1 && MergeInflection <= 1))
             throw new ArgumentException($"MergeInflection ({MergeInflection}) must be in [-1, 1].", nameof(MergeInflection));
+        if (!Enum.IsDefined(AttentionDirection))
+            throw new ArgumentException($"AttentionDirection ({(int)AttentionDirection}) must be ClsQuery or ClsKey.", nameof(AttentionDirection));
         if (EffectiveAttentionLayer < 0 || EffectiveAttentionLayer >= Depth)
             throw new ArgumentException($"AttentionLayer ({EffectiveAttentionLayer}) must be in [0, {Depth - 1}] (a block index).", nameof(AttentionLayer));
     }
