@@ -123,6 +123,15 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
     /// [batch, K] softmax probabilities and <see cref="PredictedLabelColumnName"/> string [batch] class names. ToMe
     /// merging is in the graph when <see cref="MergeAtInference"/> is on.
     /// </summary>
+    /// <example>
+    /// <code>
+    /// classifier.ExportOnnx("vit.onnx");
+    /// using var session = new Microsoft.ML.OnnxRuntime.InferenceSession("vit.onnx");
+    /// var input = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor&lt;float&gt;(pixels, new[] { count, 3, 32, 32 });
+    /// using var results = session.Run(new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("Features", input) });
+    /// string[] classes = results.Single(r => r.Name == "PredictedLabel").AsTensor&lt;string&gt;().ToArray();
+    /// </code>
+    /// </example>
     public void ExportOnnx(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
