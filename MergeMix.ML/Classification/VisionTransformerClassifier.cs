@@ -125,11 +125,15 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
     /// </summary>
     /// <example>
     /// <code>
-    /// classifier.ExportOnnx("vit.onnx");
-    /// using var session = new Microsoft.ML.OnnxRuntime.InferenceSession("vit.onnx");
-    /// var input = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor&lt;float&gt;(pixels, new[] { count, 3, 32, 32 });
-    /// using var results = session.Run(new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("Features", input) });
-    /// string[] classes = results.Single(r => r.Name == "PredictedLabel").AsTensor&lt;string&gt;().ToArray();
+    /// // pixels: count images of 3×32×32 raw values, channel-major, one after the other.
+    /// static string[] Classify(VisionTransformerClassifier classifier, float[] pixels, int count)
+    /// {
+    ///     classifier.ExportOnnx("vit.onnx");
+    ///     using var session = new Microsoft.ML.OnnxRuntime.InferenceSession("vit.onnx");
+    ///     var input = new Microsoft.ML.OnnxRuntime.Tensors.DenseTensor&lt;float&gt;(pixels, new[] { count, 3, 32, 32 });
+    ///     using var results = session.Run(new[] { Microsoft.ML.OnnxRuntime.NamedOnnxValue.CreateFromTensor("Features", input) });
+    ///     return results.Single(r => r.Name == "PredictedLabel").AsTensor&lt;string&gt;().ToArray();
+    /// }
     /// </code>
     /// </example>
     public void ExportOnnx(string path)
