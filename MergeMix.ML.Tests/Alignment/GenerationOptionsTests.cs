@@ -94,4 +94,28 @@ public sealed class GenerationOptionsTests
         Assert.AreEqual(0.9, loaded.TopP);
         CollectionAssert.AreEqual(responses, loaded.Transform(data).GetColumn<string>("Response").ToArray());
     }
+
+    [TestMethod]
+    public void ValidationSetIsScoredAfterEveryEpochWithEvalNames()
+    {
+        var ml = new MLContext(seed: 0);
+        var rows = PreferenceTuningEstimatorTests.Rows();
+        var options = PreferenceTuningEstimatorTests.TinyOptions();
+        options.ValidationSet = ml.Data.LoadFromEnumerable(rows.Take(8));
+        var reported = new List<PreferenceStepMetrics>();
+        options.Progress = new SyncProgress<PreferenceStepMetrics>(reported.Add);
+        using var model = ml.Alignment().PreferenceTuning(options).Fit(ml.Data.LoadFromEnumerable(rows));
+
+        // 2 SFT epochs + 1 mixed-SimPO epoch: three evaluations, at the global steps that end each epoch.
+        var evaluations = model.History.Evaluations;
+        CollectionAssert.AreEqual(new long[] { 3, 6, 9 }, evaluations.Select(e => e.GlobalStep).ToArray());
+        CollectionAssert.AreEqual(new[] { "sft", "sft", "mixed_simpo" }, evaluations.Select(e => e.Phase).ToArray());
+        Assert.IsTrue(evaluations.All(e => e.IsEvaluation && double.IsFinite(e.Loss)));
+        Assert.AreEqual(12, reported.Count, "9 steps and 3 evaluations reach Progress");
+        var names = evaluations[^1].ToDictionary();
+        Assert.IsTrue(names.Keys.All(k => k.StartsWith("eval_", StringComparison.Ordinal)));
+        Assert.IsTrue(double.IsFinite(names["eval_rewards/margins"]) && double.IsNaN(evaluations[0].RewardsMargins));
+        // The SFT evaluation is the CE of the validation answers, not of the training ones.
+        Assert.AreNotEqual(model.History.Sft[^1].SftLoss, evaluations[1].SftLoss);
+    }
 }

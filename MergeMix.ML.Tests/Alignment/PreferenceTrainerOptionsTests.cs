@@ -211,4 +211,24 @@ public sealed class PreferenceTrainerOptionsTests
         Assert.IsTrue(double.IsFinite(averaged.LogitsChosen) && double.IsFinite(averaged.LogitsRejected));
         Assert.AreEqual(averaged.LogitsChosen, summed.LogitsChosen, 1e-6);
     }
+
+    [TestMethod]
+    public void PrecomputedReferenceIsKeptPerDataset()
+    {
+        // Two datasets of the same size: the second must get its own reference values, not the first's.
+        using var first = ColorPairs(6);
+        using var second = PreferenceDataset.FromPairs(Images(6), Enumerable.Repeat(Prompt, 6).ToArray(),
+            Enumerable.Range(0, 6).Select(i => Caption(i + 2)).ToArray(), Enumerable.Range(0, 6).Select(Caption).ToArray());
+        using var third = ColorPairs(5);
+        using var model = Model();
+        using var trainer = new PreferenceTrainer(model, new PreferenceTrainerOptions
+        {
+            Objective = PreferenceObjective.Dpo, Reference = ReferenceMode.Precomputed, BatchSize = 6, LearningRate = 1e-2,
+        });
+        Assert.AreEqual(Math.Log(2), trainer.Evaluate(first).Loss, 1e-5);
+        Assert.AreEqual(Math.Log(2), trainer.Evaluate(second).Loss, 1e-5, "policy = reference on the second dataset too");
+        trainer.Train(first);
+        Assert.IsTrue(double.IsFinite(trainer.Evaluate(second).Loss));
+        StringAssert.Contains(Assert.ThrowsExactly<InvalidOperationException>(() => trainer.Evaluate(third)).Message, "PrecomputeReference");
+    }
 }

@@ -114,6 +114,32 @@ public sealed class PreferenceCheckpointTests
     }
 
     [TestMethod]
+    public void OtherValidationPairsAreRefusedWhenTheCheckpointHoldsTheirPrecomputedReference()
+    {
+        WithFolders((folder, _) =>
+        {
+            var ml = new MLContext(0);
+            var data = ml.Data.LoadFromEnumerable(Rows());
+            PreferenceTuningEstimator.Options Dpo(int validationQuestion)
+            {
+                var o = Tiny(folder, preferenceEpochs: 1);
+                o.Trainer.Objective = PreferenceObjective.Dpo;
+                o.Trainer.Reference = ReferenceMode.Precomputed;
+                o.ValidationSet = ml.Data.LoadFromEnumerable(Rows(validationQuestion).Take(4));
+                return o;
+            }
+            using (ml.Alignment().PreferenceTuning(Dpo(0)).Fit(data)) { }
+            var error = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Alignment().PreferenceTuning(Dpo(1)).Fit(data));
+            StringAssert.Contains(error.Message, "preference.checkpoint.zip");
+            StringAssert.Contains(error.Message, "Data.Validation.Prompts");
+            Assert.IsFalse(error.Message.Contains("Data.Prompts"), "the training pairs are the same: " + error.Message);
+            // The same validation pairs resume without complaint (nothing left to train: the history comes from the checkpoint).
+            using var again = ml.Alignment().PreferenceTuning(Dpo(0)).Fit(data);
+            Assert.AreEqual(3, again.History.Preference.Count);
+        });
+    }
+
+    [TestMethod]
     public void AnEpochInterruptedInItsMiddleResumesFromItsLastStepExactly()
     {
         var ml = new MLContext(0);

@@ -41,12 +41,16 @@ public sealed class PreferenceTrainer : IDisposable
     private readonly List<PreferenceStepMetrics> history = new();
     private long tokensSeen;
     private readonly int maxLength;
-    private float[]? precomputedChosen;
-    private float[]? precomputedRejected;
     // What decides the result apart from the data: options, tokenizer, model options and initial weights.
     private readonly TrainingFingerprint setup;
     private TrainingFingerprint? dataFingerprint;
+    // The validation pairs, when their reference log-probs are precomputed and so saved in checkpoints (SetValidation).
+    private TrainingFingerprint? validationFingerprint;
     private (TrainingFingerprint Expected, CheckpointMismatch OnMismatch, string Path, string OptionName)? pendingDataCheck;
+    // Reference log-probs (ReferenceMode.Precomputed) per dataset, keyed by a hash of the dataset's content, so that a
+    // validation set never borrows the training set's values; they can only be computed while policy = reference (step 0).
+    private readonly Dictionary<string, ReferenceLogProbs> precomputed = new(StringComparer.Ordinal);
+    private ReferenceLogProbs? activeReference;
 
     /// <summary>
     /// Prepares training of <paramref name="model"/>, which is moved to <see cref="PreferenceTrainerOptions.Device"/>.
@@ -116,7 +120,7 @@ public sealed class PreferenceTrainer : IDisposable
         var fingerprint = DataFingerprint(data);
         if (pendingDataCheck is { } pending)
         {
-            var differences = fingerprint.DifferencesFrom(pending.Expected);
+            var differences = WithValidation(fingerprint).DifferencesFrom(pending.Expected);
             if (differences.Count > 0 && pending.OnMismatch == CheckpointMismatch.Fail)
                 throw TrainingFingerprint.MismatchError(pending.Path, differences, pending.OptionName);
             pendingDataCheck = null;
@@ -216,9 +220,9 @@ public sealed class PreferenceTrainer : IDisposable
         using var file = File.Create(path);
         using var zip = new ZipArchive(file, ZipArchiveMode.Create);
         using (var entry = zip.CreateEntry("state.json").Open())
-            JsonSerializer.Serialize(entry, new CheckpointState(FormatName, options.Objective, Step, precomputedChosen, precomputedRejected, history), JsonOptions);
+            JsonSerializer.Serialize(entry, new CheckpointState(FormatName, options.Objective, Step, null, null, history) { Precomputed = precomputed }, JsonOptions);
         using (var entry = zip.CreateEntry(TrainingFingerprint.FileName).Open())
-            (dataFingerprint is null ? setup : setup.Merge(dataFingerprint)).Write(entry);
+            (dataFingerprint is null ? setup : setup.Merge(WithValidation(dataFingerprint))).Write(entry);
         using (var randomState = torch.random.get_rng_state())
         using (var entry = zip.CreateEntry(RandomStateEntry).Open())
             entry.Write(randomState.bytes);
@@ -256,7 +260,7 @@ public sealed class PreferenceTrainer : IDisposable
             using (var entry = fingerprintEntry.Open()) saved = TrainingFingerprint.Read(entry, $"'{TrainingFingerprint.FileName}' of '{path}'");
             differences.AddRange(setup.DifferencesFrom(saved.WithoutData()));
             // A checkpoint saved before any Train call has no data entries: nothing to compare the data with.
-            if (data is not null && saved.DataOnly().Entries.Count > 0) differences.AddRange(DataFingerprint(data).DifferencesFrom(saved.DataOnly()));
+            if (data is not null && saved.DataOnly().Entries.Count > 0) differences.AddRange(WithValidation(DataFingerprint(data)).DifferencesFrom(saved.DataOnly()));
             if (differences.Count > 0 && onMismatch == CheckpointMismatch.Fail) throw TrainingFingerprint.MismatchError(path, differences, optionName);
         }
         if (state.Objective != options.Objective && onMismatch == CheckpointMismatch.Fail)
@@ -268,8 +272,11 @@ public sealed class PreferenceTrainer : IDisposable
         ArchiveEntries.Read(zip, "optimizer.bin", ArchiveKind, optimizer.load_state_dict);
         if (reference is not null) ArchiveEntries.Read(zip, "reference.bin", ArchiveKind, r => reference.load(r, strict: true));
         Step = state.Step;
-        precomputedChosen = state.PrecomputedChosen;
-        precomputedRejected = state.PrecomputedRejected;
+        precomputed.Clear();
+        foreach (var (key, values) in state.Precomputed ?? new Dictionary<string, ReferenceLogProbs>()) precomputed[key] = values;
+        // Checkpoints written before the per-dataset keys hold the training set's values only.
+        if (state.PrecomputedChosen is not null && state.PrecomputedRejected is not null)
+            precomputed[LegacyKey] = new ReferenceLogProbs(state.PrecomputedChosen, state.PrecomputedRejected);
         history.Clear();
         history.AddRange(state.History);
         tokensSeen = history.Count == 0 ? 0 : history[^1].NumTokens;
@@ -298,18 +305,35 @@ public sealed class PreferenceTrainer : IDisposable
         return fingerprint;
     }
 
-    /// <summary>The content of every column of the pairs.</summary>
-    private static TrainingFingerprint DataFingerprint(PreferenceDataset data)
+    /// <summary>The content of every column of the pairs, under <paramref name="prefix"/>.</summary>
+    private static TrainingFingerprint DataFingerprint(PreferenceDataset data, string prefix = "")
     {
         var fingerprint = new TrainingFingerprint();
-        fingerprint.AddData("ChosenImages", TrainingFingerprint.Hash(data.ChosenImages));
-        fingerprint.AddData("RejectedImages", TrainingFingerprint.Hash(data.RejectedImages));
-        fingerprint.AddData("Prompts", TrainingFingerprint.Hash(data.Prompts, "prompts"));
-        fingerprint.AddData("ChosenAnswers", TrainingFingerprint.Hash(data.ChosenAnswers, "chosen answers"));
-        fingerprint.AddData("RejectedAnswers", TrainingFingerprint.Hash(data.RejectedAnswers, "rejected answers"));
-        fingerprint.AddData("Lambdas", data.Lambdas is { } lambdas ? TrainingFingerprint.Hash(lambdas.ToArray(), "λ values") : "none");
+        fingerprint.AddData(prefix + "ChosenImages", TrainingFingerprint.Hash(data.ChosenImages));
+        fingerprint.AddData(prefix + "RejectedImages", TrainingFingerprint.Hash(data.RejectedImages));
+        fingerprint.AddData(prefix + "Prompts", TrainingFingerprint.Hash(data.Prompts, "prompts"));
+        fingerprint.AddData(prefix + "ChosenAnswers", TrainingFingerprint.Hash(data.ChosenAnswers, "chosen answers"));
+        fingerprint.AddData(prefix + "RejectedAnswers", TrainingFingerprint.Hash(data.RejectedAnswers, "rejected answers"));
+        fingerprint.AddData(prefix + "Lambdas", data.Lambdas is { } lambdas ? TrainingFingerprint.Hash(lambdas.ToArray(), "λ values") : "none");
         return fingerprint;
     }
+
+    private TrainingFingerprint WithValidation(TrainingFingerprint data) => validationFingerprint is null ? data : data.Merge(validationFingerprint);
+
+    /// <summary>
+    /// Names the validation pairs that will be evaluated during training. With <see cref="ReferenceMode.Precomputed"/>
+    /// their reference log-probs are part of the checkpoint, so they join its fingerprint ("Data.Validation.*") and a
+    /// resume with other validation pairs is a mismatch; otherwise the validation pairs change nothing a checkpoint holds.
+    /// Call before <see cref="LoadCheckpoint(string, PreferenceDataset?, CheckpointMismatch)"/>.
+    /// </summary>
+    internal void SetValidation(PreferenceDataset? data) =>
+        validationFingerprint = data is not null && options.NeedsReference && options.Reference == ReferenceMode.Precomputed
+            ? DataFingerprint(data, "Validation.") : null;
+
+    /// <summary>Whether <paramref name="data"/> can be scored now: no reference needed, or its reference log-probs are
+    /// held, or the policy still equals the reference (step 0).</summary>
+    internal bool CanEvaluate(PreferenceDataset data) =>
+        !(options.NeedsReference && options.Reference == ReferenceMode.Precomputed) || Step == 0 || precomputed.ContainsKey(ContentKey(data));
 
     /// <summary>Disposes the optimizer and the reference copy (not the trained model).</summary>
     public void Dispose()
@@ -423,8 +447,8 @@ public sealed class PreferenceTrainer : IDisposable
             }
             else
             {
-                referenceChosen = tensor(rows.Select(r => precomputedChosen![r]).ToArray(), device: device);
-                referenceRejected = tensor(rows.Select(r => precomputedRejected![r]).ToArray(), device: device);
+                referenceChosen = tensor(rows.Select(r => activeReference!.Chosen[r]).ToArray(), device: device);
+                referenceRejected = tensor(rows.Select(r => activeReference!.Rejected[r]).ToArray(), device: device);
             }
         }
 
@@ -488,10 +512,6 @@ public sealed class PreferenceTrainer : IDisposable
         if (options.Objective == PreferenceObjective.MixedSimPo && data.Lambdas is null)
             throw new ArgumentException(
                 "Objective = MixedSimPo needs λ per pair; build the dataset with PreferenceDataset.FromMixing (explicit pairs have no λ).", nameof(data));
-        if (options.NeedsReference && options.Reference == ReferenceMode.Precomputed && precomputedChosen is not null && precomputedChosen.Length != data.Count)
-            throw new ArgumentException(
-                $"the reference log-probs were precomputed for {precomputedChosen.Length} pairs, but data has {data.Count}; " +
-                "use one dataset per trainer (its pairs are fixed so the precomputed values stay valid).", nameof(data));
         TruncatedRows = 0;
         using var chosen = BuildSide(data.Prompts, data.ChosenAnswers, "chosen");
         using var rejected = BuildSide(data.Prompts, data.RejectedAnswers, "rejected");
@@ -523,9 +543,34 @@ public sealed class PreferenceTrainer : IDisposable
         }
     }
 
+    /// <summary>
+    /// Scores <paramref name="data"/> with the initial policy and keeps the values as its reference log-probs
+    /// (<see cref="ReferenceMode.Precomputed"/>), as TRL's <c>precompute_ref_log_probs</c> does for its train and eval sets.
+    /// <see cref="Train"/> and <see cref="Evaluate"/> do it themselves at step 0; call it for a validation set that is
+    /// first evaluated after training has started. The values are saved in checkpoints.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Training has started, so the policy no longer equals the reference.</exception>
+    public void PrecomputeReference(PreferenceDataset data)
+    {
+        using var texts = Prepare(data);
+        if (options.NeedsReference && options.Reference == ReferenceMode.Precomputed) EnsurePrecomputed(data, texts);
+    }
+
     private void EnsurePrecomputed(PreferenceDataset data, TextBatch texts)
     {
-        if (precomputedChosen is not null) return;
+        string key = ContentKey(data);
+        if (!precomputed.TryGetValue(key, out var values) && precomputed.Remove(LegacyKey, out var legacy))
+        {
+            if (legacy.Chosen.Length != data.Count)
+                throw new ArgumentException(
+                    $"the checkpoint's reference log-probs were precomputed for {legacy.Chosen.Length} pairs, but data has {data.Count}.", nameof(data));
+            precomputed[key] = values = legacy;
+        }
+        if (values is not null) { activeReference = values; return; }
+        if (Step > 0)
+            throw new InvalidOperationException(
+                $"reference log-probs of this dataset ({data.Count} pairs) were not precomputed, and after {Step} steps the policy is no longer " +
+                "the reference (ReferenceMode.Precomputed keeps no copy). Call PrecomputeReference (or Evaluate) on it before training, or use ReferenceMode.Online.");
         var chosenValues = new float[data.Count];
         var rejectedValues = new float[data.Count];
         bool wasTraining = policy.training;
@@ -549,8 +594,29 @@ public sealed class PreferenceTrainer : IDisposable
         {
             policy.train(wasTraining);
         }
-        precomputedChosen = chosenValues;
-        precomputedRejected = rejectedValues;
+        precomputed[key] = activeReference = new ReferenceLogProbs(chosenValues, rejectedValues);
+    }
+
+    private const string LegacyKey = "";
+
+    // SHA-256 of the pairs' texts, images and λ: the identity of a dataset for its precomputed reference values.
+    private static string ContentKey(PreferenceDataset data)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        void Text(IEnumerable<string> texts)
+        {
+            foreach (string t in texts) hash.AppendData(System.Text.Encoding.UTF8.GetBytes(t + "\u0000"));
+        }
+        Text(data.Prompts);
+        Text(data.ChosenAnswers);
+        Text(data.RejectedAnswers);
+        foreach (var images in new[] { data.ChosenImages, data.RejectedImages })
+        {
+            using var cpu = images.to(CPU).contiguous();
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(cpu.data<float>().ToArray().AsSpan()));
+        }
+        if (data.Lambdas is { } lambdas) hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(lambdas.ToArray().AsSpan()));
+        return Convert.ToHexString(hash.GetHashAndReset());
     }
 
     // Selects rows of the pre-tokenised texts and trims the padding columns no selected row needs; also counts the real tokens.
@@ -681,5 +747,10 @@ public sealed class PreferenceTrainer : IDisposable
     }
 
     private sealed record CheckpointState(string Format, PreferenceObjective Objective, long Step, float[]? PrecomputedChosen,
-        float[]? PrecomputedRejected, List<PreferenceStepMetrics> History);
+        float[]? PrecomputedRejected, List<PreferenceStepMetrics> History)
+    {
+        public Dictionary<string, ReferenceLogProbs>? Precomputed { get; init; }
+    }
+
+    private sealed record ReferenceLogProbs(float[] Chosen, float[] Rejected);
 }

@@ -133,6 +133,15 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         /// <summary>"cpu", "cuda" or "cuda:N".</summary>
         public string Device = "cpu";
 
+        /// <summary>
+        /// Optional held-out rows with the training data's columns, scored after every epoch of both phases (TRL's
+        /// eval_dataset): SFT epochs report the CE, preference epochs the objective's metrics on validation pairs (explicit
+        /// pairs as given; mixing pairs made with the same policy, seeded with <see cref="Seed"/> + 1). The metrics, named
+        /// eval_loss, eval_rewards/margins, ... (<see cref="PreferenceStepMetrics.IsEvaluation"/>), go to <see cref="Progress"/>,
+        /// the ML.NET log and <see cref="PreferenceTuningHistory.Evaluations"/>. Not used to choose anything.
+        /// </summary>
+        public IDataView? ValidationSet;
+
         /// <summary>Receives every optimisation step's metrics (SFT steps, then preference steps), synchronously on the training thread.</summary>
         public IProgress<PreferenceStepMetrics>? Progress;
 
@@ -320,6 +329,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             specialTokens: new MultimodalSpecialTokens { Additional = template.SpecialTokens.ToArray() });
         template.CheckTokenizer(tokenizer, nameof(Options.PromptTemplate));
         int maxLength = o.Trainer.MaxLength ?? o.Model.MaxTextLength;
+        var validation = o.ValidationSet is null ? null : ReadValidation(o.ValidationSet, shape, template, tokenizer, maxLength);
         for (int i = 0; i < count; i++)
         {
             AlignmentColumns.CheckRow(tokenizer, i, prompts[i], chosen[i], o.PromptColumnName, chosenColumn, chosenOption, maxLength, o.Trainer.Truncation);
@@ -339,21 +349,23 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             if (o.PretrainedVision is not null) CopyPretrained(o.PretrainedVision, ((VisionTransformerEncoder)model.Vision).Backbone);
             model.to(device);
             using var images = tensor(pixels, new long[] { count, shape.Channels, shape.Height, shape.Width });
+            using var validationImages = validation?.Images;
+            var evaluations = new List<PreferenceStepMetrics>();
             var sftWatch = Stopwatch.StartNew();
             var sftHistory = o.SftEpochs > 0
-                ? RunSft(model, images, prompts, chosen, channel)
+                ? RunSft(model, images, prompts, chosen, channel, validation, evaluations)
                 : Array.Empty<PreferenceStepMetrics>();
             sftWatch.Stop();
             cancel.ThrowIfCancellationRequested();
 
             var preferenceWatch = Stopwatch.StartNew();
             var preferenceHistory = o.PreferenceEpochs > 0
-                ? RunPreference(model, encoderOptions, images, prompts, chosen, rejected, channel)
+                ? RunPreference(model, encoderOptions, images, prompts, chosen, rejected, channel, validation, evaluations)
                 : Array.Empty<PreferenceStepMetrics>();
             preferenceWatch.Stop();
 
             model.eval();
-            var history = new PreferenceTuningHistory(sftHistory, preferenceHistory, o.Trainer.Objective, sftWatch.Elapsed, preferenceWatch.Elapsed);
+            var history = new PreferenceTuningHistory(sftHistory, preferenceHistory, o.Trainer.Objective, sftWatch.Elapsed, preferenceWatch.Elapsed, evaluations);
             return new PreferenceTuningTransformer(model, encoderOptions, TransformerSettings.From(o), history);
         }
         catch
@@ -379,7 +391,47 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         }
     }
 
-    private IReadOnlyList<PreferenceStepMetrics> RunSft(MultimodalLm model, Tensor images, string[] prompts, string[] answers, IChannel? channel)
+    // Held-out rows, read and checked like the training rows (prompts already formatted by the template).
+    private sealed record ValidationRows(Tensor Images, string[] Prompts, string[] Chosen, string[]? Rejected);
+
+    private ValidationRows ReadValidation(IDataView data, ImageColumns.ImageShape shape, PromptTemplate template, MultimodalTokenizer tokenizer, int maxLength)
+    {
+        var o = _options;
+        const string name = nameof(Options.ValidationSet);
+        try
+        {
+            var validationShape = ImageColumns.ValidateImageColumn(data.Schema, o.ImageColumnName);
+            if (validationShape != shape)
+                throw new ArgumentException($"its image column '{o.ImageColumnName}' holds {validationShape} images, the training data {shape}.");
+            AlignmentColumns.ValidateText(data.Schema, o.PromptColumnName, nameof(Options.PromptColumnName));
+            foreach (var (column, option) in TrainingTextColumns(o))
+                AlignmentColumns.ValidateText(data.Schema, column, option);
+            var pixels = ImageColumnReader.ReadAll(data, o.ImageColumnName, shape, out int count);
+            if (count == 0) throw new ArgumentException("it has no rows.");
+            var prompts = AlignmentColumns.ReadText(data, o.PromptColumnName).Select(template.Apply).ToArray();
+            string chosenColumn = o.ExplicitPairs ? o.ChosenColumnName! : o.AnswerColumnName!;
+            var chosen = AlignmentColumns.ReadText(data, chosenColumn);
+            var rejected = o.ExplicitPairs ? AlignmentColumns.ReadText(data, o.RejectedColumnName!) : null;
+            if (prompts.Length != count || chosen.Length != count || (rejected is not null && rejected.Length != count))
+                throw new InvalidOperationException("The validation data view returned different row counts for different columns; it must be deterministic.");
+            if (!o.ExplicitPairs && o.PreferenceEpochs > 0 && count < 2)
+                throw new ArgumentException($"it has {count} row; mixing pairs needs at least 2.");
+            for (int i = 0; i < count; i++)
+            {
+                AlignmentColumns.CheckRow(tokenizer, i, prompts[i], chosen[i], o.PromptColumnName, chosenColumn, name, maxLength, o.Trainer.Truncation);
+                if (rejected is not null)
+                    AlignmentColumns.CheckRow(tokenizer, i, prompts[i], rejected[i], o.PromptColumnName, o.RejectedColumnName!, name, maxLength, o.Trainer.Truncation);
+            }
+            return new ValidationRows(tensor(pixels, new long[] { count, shape.Channels, shape.Height, shape.Width }), prompts, chosen, rejected);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"ValidationSet: {ExceptionMessages.WithoutParameter(e)}", name, e);
+        }
+    }
+
+    private IReadOnlyList<PreferenceStepMetrics> RunSft(MultimodalLm model, Tensor images, string[] prompts, string[] answers, IChannel? channel,
+        ValidationRows? validation, List<PreferenceStepMetrics> evaluations)
     {
         var o = _options;
         var trainerOptions = PhaseOptions(o.SftEpochs);
@@ -387,36 +439,41 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         trainerOptions.LearningRate = o.SftLearningRate;
         // SFT scores the chosen side only; the rejected side is the same text and is never read.
         using var data = PreferenceDataset.FromPairs(images, prompts, answers, answers);
+        using var evaluationData = validation is null ? null : PreferenceDataset.FromPairs(validation.Images, validation.Prompts, validation.Chosen, validation.Chosen);
         using var trainer = new PreferenceTrainer(model, trainerOptions);
-        return RunPhase(trainer, data, trainerOptions, "SFT", SftCheckpointName, channel, stepOffset: 0);
+        return RunPhase(trainer, data, trainerOptions, "SFT", SftCheckpointName, channel, stepOffset: 0, evaluationData, evaluations);
     }
 
     private IReadOnlyList<PreferenceStepMetrics> RunPreference(MultimodalLm model, VisionTransformerEncoderOptions encoderOptions, Tensor images,
-        string[] prompts, string[] chosen, string[]? rejected, IChannel? channel)
+        string[] prompts, string[] chosen, string[]? rejected, IChannel? channel, ValidationRows? validation, List<PreferenceStepMetrics> evaluations)
     {
         var o = _options;
         var trainerOptions = PhaseOptions(o.PreferenceEpochs);
         // Plain SFT in the second phase scores the chosen side only, so it needs no pairs.
         using var data = rejected is not null ? PreferenceDataset.FromPairs(images, prompts, chosen, rejected)
             : trainerOptions.Objective == PreferenceObjective.Sft ? PreferenceDataset.FromPairs(images, prompts, chosen, chosen)
-            : MixPairs(model, images, prompts, chosen);
+            : MixPairs(model, images, prompts, chosen, _options.Seed);
+        using var evaluationData = validation is null ? null
+            : validation.Rejected is not null ? PreferenceDataset.FromPairs(validation.Images, validation.Prompts, validation.Chosen, validation.Rejected)
+            : trainerOptions.Objective == PreferenceObjective.Sft ? PreferenceDataset.FromPairs(validation.Images, validation.Prompts, validation.Chosen, validation.Chosen)
+            : MixPairs(model, validation.Images, validation.Prompts, validation.Chosen, _options.Seed + 1);
         if (data.Lambdas is { } lambdas)
             channel?.Info(MessageSensitivity.None, "Built {0} mixed pairs with '{1}': mean λ {2:F3}.",
                 data.Count, (o.Mixing ?? new MergeMixPolicy()).Name, lambdas.Average());
         using var trainer = new PreferenceTrainer(model, trainerOptions, () => new VisionTransformerEncoder(encoderOptions));
         // Steps continue the SFT phase's count, so curves of both phases share one axis (TRL's global_step).
         long sftSteps = o.SftEpochs == 0 ? 0 : (long)o.SftEpochs * trainer.StepsPerEpoch(data.Count);
-        return RunPhase(trainer, data, trainerOptions, trainerOptions.Objective.ToString(), PreferenceCheckpointName, channel, sftSteps);
+        return RunPhase(trainer, data, trainerOptions, trainerOptions.Objective.ToString(), PreferenceCheckpointName, channel, sftSteps, evaluationData, evaluations);
     }
 
-    private PreferenceDataset MixPairs(MultimodalLm model, Tensor images, string[] prompts, string[] answers)
+    private PreferenceDataset MixPairs(MultimodalLm model, Tensor images, string[] prompts, string[] answers, int seed)
     {
         var o = _options;
         var policy = o.Mixing ?? new MergeMixPolicy();
         var encoder = (VisionTransformerEncoder)model.Vision;
         try
         {
-            return PreferenceDataset.FromMixing(images, prompts, answers, policy, o.Seed, o.MixGroupSize,
+            return PreferenceDataset.FromMixing(images, prompts, answers, policy, seed, o.MixGroupSize,
                 policy.NeedsAttention ? encoder.AttentionSource() : null);
         }
         catch (ArgumentOutOfRangeException e) when (e.ParamName == "policy")
@@ -436,10 +493,11 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
     }
 
     private IReadOnlyList<PreferenceStepMetrics> RunPhase(PreferenceTrainer trainer, PreferenceDataset data, PreferenceTrainerOptions options,
-        string phase, string checkpointName, IChannel? channel, long stepOffset)
+        string phase, string checkpointName, IChannel? channel, long stepOffset, PreferenceDataset? evaluationData, List<PreferenceStepMetrics> evaluations)
     {
         PreferenceStepMetrics Stamp(PreferenceStepMetrics m) => m with { GlobalStep = stepOffset + m.Step };
         string? checkpoint = _options.CheckpointFolder is null ? null : Path.Combine(_options.CheckpointFolder, checkpointName);
+        trainer.SetValidation(evaluationData);
         if (checkpoint is not null && File.Exists(checkpoint))
         {
             var differences = trainer.LoadCheckpoint(checkpoint, data, _options.OnCheckpointMismatch, nameof(Options.OnCheckpointMismatch));
@@ -448,9 +506,20 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
                     "(OnCheckpointMismatch = Resume): {2}.", phase, checkpoint, string.Join("; ", differences));
             channel?.Info(MessageSensitivity.None, "{0}: resuming from '{1}' at step {2}.", phase, checkpoint, trainer.Step);
         }
+        // Precomputed reference values of the validation pairs must come from the initial policy, like the training ones;
+        // a checkpoint resumed deliberately (OnCheckpointMismatch = Resume) from other validation pairs has none for these.
+        if (evaluationData is not null && !trainer.CanEvaluate(evaluationData))
+        {
+            channel?.Warning(MessageSensitivity.None, "{0}: the checkpoint '{1}' holds no precomputed reference log-probs for these validation pairs " +
+                "and the policy has moved on from the reference (step {2}), so the validation set is not scored in this phase.", phase, checkpoint, trainer.Step);
+            evaluationData = null;
+        }
+        if (evaluationData is not null) trainer.PrecomputeReference(evaluationData);
         int stepsPerEpoch = trainer.StepsPerEpoch(data.Count);
+        Func<int, PreferenceStepMetrics>? evaluate = evaluationData is null ? null
+            : epoch => Stamp(trainer.Evaluate(evaluationData)) with { Epoch = epoch };
         var monitor = new EpochMonitor(phase, options.Epochs, stepsPerEpoch, _options.CheckpointEverySteps, _options.Progress, channel,
-            checkpoint is null ? null : () => SaveAtomically(trainer, checkpoint), Stamp);
+            checkpoint is null ? null : () => SaveAtomically(trainer, checkpoint), Stamp, evaluate, evaluations);
         var history = trainer.Train(data, monitor, _options.CancellationToken).Select(Stamp).ToArray();
         if (trainer.TruncatedRows > 0)
             channel?.Warning(MessageSensitivity.None, "{0}: {1} texts were longer than {2} tokens and were truncated ({3}).",
@@ -484,12 +553,17 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
         private readonly Stopwatch watch = Stopwatch.StartNew();
 
         private readonly Func<PreferenceStepMetrics, PreferenceStepMetrics> stamp;
+        private readonly Func<int, PreferenceStepMetrics>? evaluate;
+        private readonly List<PreferenceStepMetrics> evaluations;
 
         public EpochMonitor(string phase, int epochs, int stepsPerEpoch, int checkpointEverySteps, IProgress<PreferenceStepMetrics>? user, IChannel? channel,
-            Action? checkpoint, Func<PreferenceStepMetrics, PreferenceStepMetrics> stamp)
+            Action? checkpoint, Func<PreferenceStepMetrics, PreferenceStepMetrics> stamp, Func<int, PreferenceStepMetrics>? evaluate,
+            List<PreferenceStepMetrics> evaluations)
         {
             this.checkpointEverySteps = checkpointEverySteps;
             this.stamp = stamp;
+            this.evaluate = evaluate;
+            this.evaluations = evaluations;
             this.phase = phase;
             this.epochs = epochs;
             this.stepsPerEpoch = stepsPerEpoch;
@@ -510,6 +584,13 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             }
             checkpoint?.Invoke();
             channel?.Info(MessageSensitivity.None, "{0} epoch {1}/{2}: {3}, {4:F1} s", phase, value.Epoch + 1, epochs, Summary(epochSteps), watch.Elapsed.TotalSeconds);
+            if (evaluate is not null)
+            {
+                var evaluation = evaluate(value.Epoch);
+                evaluations.Add(evaluation);
+                user?.Report(evaluation);
+                channel?.Info(MessageSensitivity.None, "{0} epoch {1}/{2} validation: {3}", phase, value.Epoch + 1, epochs, Summary(new[] { evaluation }));
+            }
             epochSteps.Clear();
             watch.Restart();
         }
@@ -520,7 +601,7 @@ public sealed class PreferenceTuningEstimator : IEstimator<PreferenceTuningTrans
             foreach (var step in steps)
                 foreach (var (name, value) in step.ToDictionary())
                     means[name] = means.GetValueOrDefault(name) + value / steps.Count;
-            return string.Join(", ", means.Where(kv => !double.IsNaN(kv.Value) && kv.Key is not ("step" or "epoch" or "num_tokens"))
+            return string.Join(", ", means.Where(kv => !double.IsNaN(kv.Value) && !kv.Key.EndsWith("step", StringComparison.Ordinal) && !kv.Key.EndsWith("epoch", StringComparison.Ordinal) && !kv.Key.EndsWith("num_tokens", StringComparison.Ordinal))
                 .Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F4}")));
         }
     }

@@ -10,8 +10,9 @@ public sealed class PreferenceTuningHistory
 {
     /// <summary>Creates a history.</summary>
     public PreferenceTuningHistory(IReadOnlyList<PreferenceStepMetrics> sft, IReadOnlyList<PreferenceStepMetrics> preference,
-        PreferenceObjective objective, TimeSpan sftDuration, TimeSpan preferenceDuration)
+        PreferenceObjective objective, TimeSpan sftDuration, TimeSpan preferenceDuration, IReadOnlyList<PreferenceStepMetrics>? evaluations = null)
     {
+        Evaluations = (evaluations ?? Array.Empty<PreferenceStepMetrics>()).ToArray();
         ArgumentNullException.ThrowIfNull(sft);
         ArgumentNullException.ThrowIfNull(preference);
         Sft = sft.ToArray();
@@ -26,6 +27,10 @@ public sealed class PreferenceTuningHistory
 
     /// <summary>Steps of the preference phase (empty when PreferenceEpochs = 0).</summary>
     public IReadOnlyList<PreferenceStepMetrics> Preference { get; }
+
+    /// <summary>Validation metrics after every epoch of both phases (empty without a validation set), in order; their
+    /// <see cref="PreferenceStepMetrics.GlobalStep"/> and <see cref="PreferenceStepMetrics.Phase"/> say when and where.</summary>
+    public IReadOnlyList<PreferenceStepMetrics> Evaluations { get; }
 
     /// <summary>Objective of the preference phase.</summary>
     public PreferenceObjective Objective { get; }
