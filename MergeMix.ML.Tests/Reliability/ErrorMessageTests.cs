@@ -1,5 +1,8 @@
 using MergeMix.ML.Alignment;
+using MergeMix.ML.Classification;
 using MergeMix.ML.Data;
+using MergeMix.ML.Tests.Classification;
+using MergeMix.ML.Transforms;
 using MergeMix.ML.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;
@@ -136,5 +139,110 @@ public sealed class ErrorMessageTests
         {
             if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
         }
+    }
+
+    [TestMethod]
+    public void OneChannelImagesGetAChannelMeanMessageThatSaysWhatToGive()
+    {
+        var options = new VisionTransformerEncoderOptions();
+        options.Vision.Channels = 1; // as the estimator sets it from a 1-channel image column
+        var error = Assert.ThrowsExactly<ArgumentException>(options.Validate);
+        Assert.AreEqual(nameof(VisionTransformerEncoderOptions.ChannelMean), error.ParamName);
+        Assert.IsFalse(error.Message.Contains("1 or 1"), error.Message);
+        StringAssert.Contains(error.Message, "holds 3 values");
+        StringAssert.Contains(error.Message, "1 channel");
+
+        var three = new VisionTransformerEncoderOptions { ChannelStd = new[] { 1f, 2f } };
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(three.Validate).Message, "1 value (used for every channel) or 3 (one per channel");
+    }
+
+    [TestMethod]
+    public void AMixerImageSizeThePatchDoesNotDivideNamesTheMixersOwnOption()
+    {
+        var ml = new MLContext(0);
+        var set = TinyClassifier.Shapes(8, 1); // 16×16
+        var options = new MixingEstimator.Options
+        {
+            Policy = MixingPolicy.MergeMix,
+            AttentionTraining = new AttentionModelOptions { Model = new VisionTransformerOptions { PatchSize = 5, Width = 16, Depth = 2, Heads = 2 } },
+        };
+        var error = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transforms.Mix(options).Fit(set.ToDataView(ml)));
+        StringAssert.Contains(error.Message, "AttentionTraining.Model.PatchSize = 5");
+        StringAssert.Contains(error.Message, "'Features'");
+        Assert.AreEqual(nameof(MixingEstimator.Options.InputColumnName), error.ParamName);
+    }
+
+    private static string SavedClassifier(string folder)
+    {
+        var ml = new MLContext(0);
+        using var classifier = ml.MulticlassClassification.Trainers.VisionTransformer(TinyClassifier.Options())
+            .Fit(TinyClassifier.Shapes(16, 1).ToDataView(ml));
+        string path = Path.Combine(folder, "classifier.zip");
+        classifier.Save(path);
+        return path;
+    }
+
+    private static void InTempFolder(Action<string> test)
+    {
+        string folder = Path.Combine(Path.GetTempPath(), "mergemix-files-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        try { test(folder); }
+        finally { Directory.Delete(folder, recursive: true); }
+    }
+
+    [TestMethod]
+    public void ATruncatedOrForeignModelFileIsNamedInTheError()
+    {
+        InTempFolder(folder =>
+        {
+            string good = SavedClassifier(folder);
+            string truncated = Path.Combine(folder, "truncated.zip");
+            var bytes = File.ReadAllBytes(good);
+            File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
+            string text = Path.Combine(folder, "notes.zip");
+            File.WriteAllText(text, "not a model");
+
+            foreach (var path in new[] { truncated, text })
+            {
+                var error = Assert.ThrowsExactly<InvalidDataException>(() => VisionTransformerClassifier.Load(path).Dispose());
+                StringAssert.Contains(error.Message, path);
+                StringAssert.Contains(error.Message, "zip");
+            }
+            var lm = Assert.ThrowsExactly<InvalidDataException>(() => MultimodalLm.Load(text, new VisionTransformerEncoder(new VisionTransformerEncoderOptions())));
+            StringAssert.Contains(lm.Message, text);
+            var transformer = Assert.ThrowsExactly<InvalidDataException>(() => PreferenceTuningTransformer.Load(truncated));
+            StringAssert.Contains(transformer.Message, truncated);
+        });
+    }
+
+    [TestMethod]
+    public void WeightsThatDoNotFitNameTheTensorAndBothShapes()
+    {
+        InTempFolder(folder =>
+        {
+            string good = SavedClassifier(folder);
+            // Same weights, but a header that claims a wider model.
+            string wider = Path.Combine(folder, "wider.zip");
+            using (var source = System.IO.Compression.ZipFile.OpenRead(good))
+            using (var target = System.IO.Compression.ZipFile.Open(wider, System.IO.Compression.ZipArchiveMode.Create))
+                foreach (var entry in source.Entries)
+                {
+                    using var input = new StreamReader(entry.Open()).BaseStream;
+                    using var copy = new MemoryStream();
+                    input.CopyTo(copy);
+                    var content = copy.ToArray();
+                    if (entry.Name == "classifier.json")
+                    {
+                        var json = System.Text.Json.Nodes.JsonNode.Parse(System.Text.Encoding.UTF8.GetString(content).TrimStart('\uFEFF'))!;
+                        json["Model"]!["Width"] = 32;
+                        content = System.Text.Encoding.UTF8.GetBytes(json.ToJsonString());
+                    }
+                    using var output = target.CreateEntry(entry.FullName).Open();
+                    output.Write(content);
+                }
+            var error = Assert.ThrowsExactly<InvalidDataException>(() => VisionTransformerClassifier.Load(wider).Dispose());
+            StringAssert.Contains(error.Message, wider);
+            StringAssert.Matches(error.Message, new System.Text.RegularExpressions.Regex(@"'[\w.]+' is \[[0-9, ]*16[0-9, ]*\] in the file but \[[0-9, ]*32[0-9, ]*\] in the model"));
+        });
     }
 }

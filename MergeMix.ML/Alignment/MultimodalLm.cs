@@ -268,10 +268,7 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
     /// (<see cref="MultimodalTokenizer.FromTokenizer"/>); not needed for the in-code BPE or a Tiktoken encoding.</param>
     public static MultimodalLm Load(string path, VisionEncoder visionEncoder, Microsoft.ML.Tokenizers.Tokenizer? baseTokenizer = null)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!File.Exists(path)) throw new FileNotFoundException($"model file '{path}' was not found.", path);
-        using var file = File.OpenRead(path);
-        return Load(file, visionEncoder, baseTokenizer);
+        return ModelFiles.Load(path, "saved multimodal model", file => Load(file, visionEncoder, baseTokenizer));
     }
 
     /// <summary>Loads a model from a stream holding the archive of <see cref="Save(Stream)"/>; the stream is left open.</summary>
@@ -279,7 +276,7 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(visionEncoder);
-        using var zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+        using var zip = ModelFiles.OpenArchive(stream, "saved multimodal model");
         SavedHeader header;
         using (var entry = ArchiveEntries.Get(zip, "options.json", ArchiveKind).Open())
             header = JsonSerializer.Deserialize<SavedHeader>(entry, JsonOptions)
@@ -294,7 +291,15 @@ public sealed class MultimodalLm : nn.Module<Tensor, Tensor, Tensor>
         using (var entry = ArchiveEntries.Get(zip, "tokenizer.json", ArchiveKind).Open())
             tokenizer = MultimodalTokenizer.Load(entry, baseTokenizer);
         var model = new MultimodalLm(visionEncoder, tokenizer, header.Options);
-        ArchiveEntries.Read(zip, "model.bin", ArchiveKind, r => model.load(r, strict: true));
+        try
+        {
+            ArchiveEntries.Read(zip, "model.bin", ArchiveKind, r => ModelFiles.LoadWeights(model, r.BaseStream, "model.bin"));
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         return model;
     }
 

@@ -247,7 +247,8 @@ public sealed class PreferenceTrainer : IDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"checkpoint '{path}' was not found.", path);
-        using var zip = ZipFile.OpenRead(path);
+        using var file = File.OpenRead(path);
+        using var zip = ModelFiles.OpenArchive(file, $"preference-tuning checkpoint ('{path}')");
         CheckpointState state;
         using (var entry = ArchiveEntries.Get(zip, "state.json", ArchiveKind).Open())
             state = JsonSerializer.Deserialize<CheckpointState>(entry, JsonOptions) ?? throw new InvalidDataException("the checkpoint's state.json is empty.");
@@ -268,9 +269,9 @@ public sealed class PreferenceTrainer : IDisposable
         if (reference is not null && zip.GetEntry("reference.bin") is null)
             throw new InvalidDataException($"checkpoint '{path}' holds no reference weights, but this trainer uses an online reference.");
 
-        ArchiveEntries.Read(zip, "policy.bin", ArchiveKind, r => policy.load(r, strict: true));
+        ArchiveEntries.Read(zip, "policy.bin", ArchiveKind, r => ModelFiles.LoadWeights(policy, r.BaseStream, $"policy.bin of '{path}'"));
         ArchiveEntries.Read(zip, "optimizer.bin", ArchiveKind, optimizer.load_state_dict);
-        if (reference is not null) ArchiveEntries.Read(zip, "reference.bin", ArchiveKind, r => reference.load(r, strict: true));
+        if (reference is not null) ArchiveEntries.Read(zip, "reference.bin", ArchiveKind, r => ModelFiles.LoadWeights(reference, r.BaseStream, $"reference.bin of '{path}'"));
         Step = state.Step;
         precomputed.Clear();
         foreach (var (key, values) in state.Precomputed ?? new Dictionary<string, ReferenceLogProbs>()) precomputed[key] = values;

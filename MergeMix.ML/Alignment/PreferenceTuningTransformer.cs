@@ -237,10 +237,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
     /// <summary>Loads a transformer written by <see cref="Save(string)"/> onto <paramref name="device"/> ("cpu", "cuda", "cuda:N").</summary>
     public static PreferenceTuningTransformer Load(string path, string device = "cpu")
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!File.Exists(path)) throw new FileNotFoundException($"saved preference-tuning model '{path}' was not found.", path);
-        using var file = File.OpenRead(path);
-        return Load(file, device);
+        return ModelFiles.Load(path, "saved preference-tuning model", file => Load(file, device));
     }
 
     /// <summary>Loads a transformer from a stream holding the archive of <see cref="Save(Stream)"/>; the stream is left open.</summary>
@@ -248,7 +245,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(stream);
         var target = TorchDevice.Resolve(device, nameof(device));
-        using var zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+        using var zip = ModelFiles.OpenArchive(stream, "saved preference-tuning model");
         SavedHeader header;
         using (var entry = ArchiveEntries.Get(zip, "transformer.json", ArchiveKind).Open())
             header = JsonSerializer.Deserialize<SavedHeader>(entry, JsonOptions) ?? throw new InvalidDataException("transformer.json is empty.");

@@ -118,8 +118,12 @@ public sealed class VisionTransformerEncoderOptions
 
     private void CheckChannels(float[] values, string name, bool mustBePositive)
     {
-        if (values is null || (values.Length != 1 && values.Length != Vision.Channels))
-            throw new ArgumentException($"{name} must hold 1 or {Vision.Channels} (Vision.Channels) values, got {values?.Length.ToString() ?? "null"}.", name);
+        int channels = Vision.Channels;
+        if (values is null || (values.Length != 1 && values.Length != channels))
+            throw new ArgumentException(channels == 1
+                ? $"{name} holds {values?.Length.ToString() ?? "no"} values, but the images have 1 channel (Vision.Channels = 1, as the image column gives it): give 1 value."
+                : $"{name} must hold 1 value (used for every channel) or {channels} (one per channel, Vision.Channels = {channels}), got {values?.Length.ToString() ?? "null"}.",
+                name);
         foreach (float v in values)
             if (!float.IsFinite(v) || (mustBePositive && !(v > 0)))
                 throw new ArgumentOutOfRangeException(name, v, mustBePositive ? $"every {name} value must be finite and > 0." : $"every {name} value must be finite.");

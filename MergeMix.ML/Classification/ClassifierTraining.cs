@@ -603,7 +603,8 @@ public static class ClassifierTraining
             var state = text.TrimStart().StartsWith('[')
                 ? new CheckpointState(JsonSerializer.Deserialize<List<EpochReport>>(text, Json) ?? new(), null)
                 : JsonSerializer.Deserialize<CheckpointState>(text, Json) ?? throw new InvalidDataException($"Checkpoint state {statePath} is empty.");
-            model.load(Path.Combine(folder, ModelFile));
+            string weights = Path.Combine(folder, ModelFile);
+            using (var file = File.OpenRead(weights)) ModelFiles.LoadWeights(model, file, weights);
             optimizer.load_state_dict(Path.Combine(folder, OptimizerFile));
             return state;
         }

@@ -173,17 +173,13 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
     }
 
     /// <summary>Loads a classifier written by <see cref="Save(string)"/> onto <paramref name="device"/>.</summary>
-    public static VisionTransformerClassifier Load(string path, string device = "cpu")
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"No saved classifier at '{path}'.", path);
-        using var file = File.OpenRead(path);
-        return Load(file, device);
-    }
+    public static VisionTransformerClassifier Load(string path, string device = "cpu") =>
+        ModelFiles.Load(path, "saved classifier", file => Load(file, device));
 
     /// <summary>Loads a classifier from <paramref name="stream"/>.</summary>
     public static VisionTransformerClassifier Load(Stream stream, string device = "cpu")
     {
-        using var zip = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+        using var zip = ModelFiles.OpenArchive(stream, "saved classifier");
         var entry = zip.GetEntry("classifier.json") ?? throw new InvalidDataException("Not a saved VisionTransformerClassifier: classifier.json is missing.");
         SavedHeader header;
         using (var reader = new StreamReader(entry.Open())) header = JsonSerializer.Deserialize<SavedHeader>(reader.ReadToEnd(), ClassifierTraining.Json)!;
@@ -193,7 +189,15 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
         {
             using (var source = (zip.GetEntry("weights.bin") ?? throw new InvalidDataException("weights.bin is missing.")).Open()) source.CopyTo(weights);
             weights.Position = 0;
-            model.load(new BinaryReader(weights));
+            try
+            {
+                ModelFiles.LoadWeights(model, weights, "weights.bin");
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
         }
         model.to(TorchDevice.Resolve(device, nameof(device)));
         model.eval();
