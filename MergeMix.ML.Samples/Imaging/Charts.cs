@@ -104,17 +104,16 @@ public static class BarChart
         valueAxis.MaximumPadding = 0.12; // room for the value labels above the tallest error bar
         if (bars.All(b => b.Value - b.Error >= 0)) valueAxis.Minimum = 0;
         model.Axes.Add(valueAxis);
-        var series = new ErrorBarSeries
-        {
-            XAxisKey = "values",
-            YAxisKey = "methods",
-            BarWidth = 0.7,
-            ErrorStrokeThickness = 1.5,
-            ErrorWidth = 0.25,
-        };
+        // Without any error (one seed) there are no error bars at all, rather than flat caps that look like a measurement.
+        bool errorBars = bars.Any(b => b.Error > 0);
+        BarSeries series = errorBars ? new ErrorBarSeries { ErrorStrokeThickness = 1.5, ErrorWidth = 0.25 } : new BarSeries();
+        series.XAxisKey = "values";
+        series.YAxisKey = "methods";
+        series.BarWidth = 0.7;
         for (int i = 0; i < bars.Count; i++)
         {
-            series.Items.Add(new ErrorBarItem(bars[i].Value, bars[i].Error) { Color = ChartImage.Palette[i % ChartImage.Palette.Count] });
+            var colour = ChartImage.Palette[i % ChartImage.Palette.Count];
+            series.Items.Add(errorBars ? new ErrorBarItem(bars[i].Value, bars[i].Error) { Color = colour } : new BarItem(bars[i].Value) { Color = colour });
             // The series' own labels sit at the bar end, under the error bar; these sit above the error bar's cap.
             double end = bars[i].Value >= 0 ? bars[i].Value + bars[i].Error : bars[i].Value - bars[i].Error;
             model.Annotations.Add(new TextAnnotation
