@@ -133,6 +133,8 @@ public static class BenchReport
     {
         var present = methods.Where(m => rows.Any(r => r.Method == m)).ToList();
         if (present.Count == 0) return Array.Empty<string>();
+        bool oneSeed = rows.Select(r => r.Seed).Distinct().Count() == 1;
+        string mean = oneSeed ? "one seed" : "mean over seeds";
         var accuracyPath = Path.Combine(folder, $"bench-{preset}-accuracy.png");
         var curves = present.Select(m =>
         {
@@ -140,10 +142,10 @@ public static class BenchReport
                 .GroupBy(e => e.Epoch).OrderBy(g => g.Key).ToList();
             return new PlotSeries(m, byEpoch.Select(g => (double)g.Key).ToList(), byEpoch.Select(g => 100 * g.Average(e => e.ValidationTop1)).ToList());
         }).ToList();
-        LinePlot.Save(accuracyPath, $"{preset}: validation top-1 per epoch (mean over seeds)", "epoch", "top-1 %", curves);
+        LinePlot.Save(accuracyPath, $"{preset}: validation top-1 per epoch ({mean})", "epoch", "top-1 %", curves);
 
         var ecePath = Path.Combine(folder, $"bench-{preset}-ece.png");
-        BarChart.Save(ecePath, $"{preset}: test ECE, 15 bins (mean ± std over seeds)", "ECE %", present.Select(m =>
+        BarChart.Save(ecePath, $"{preset}: test ECE, 15 bins ({(oneSeed ? "one seed" : "mean ± std over seeds")})", "ECE %", present.Select(m =>
         {
             var stat = MeanStd.Of(rows.Where(r => r.Method == m).Select(r => r.Ece));
             return (m, 100 * stat.Mean, double.IsNaN(stat.Std) ? 0 : 100 * stat.Std);
@@ -151,7 +153,7 @@ public static class BenchReport
 
         var occlusionPath = Path.Combine(folder, $"bench-{preset}-occlusion.png");
         var x = BenchResults.OcclusionFractions.Select(f => 100 * f).ToList();
-        LinePlot.Save(occlusionPath, $"{preset}: test top-1 under occlusion (mean over seeds)", "patches masked %", "top-1 %",
+        LinePlot.Save(occlusionPath, $"{preset}: test top-1 under occlusion ({mean})", "patches masked %", "top-1 %",
             present.Select(m => new PlotSeries(m, x,
                 BenchResults.OcclusionFractions.Select((_, i) => 100 * rows.Where(r => r.Method == m).Average(r => r.Occlusion[i])).ToList())).ToList());
         return new[] { accuracyPath, ecePath, occlusionPath };
