@@ -1,4 +1,3 @@
-using MergeMix.ML.Classification;
 using MergeMix.ML.Samples.Bench;
 
 namespace MergeMix.ML.Samples;
@@ -20,7 +19,17 @@ internal static class BenchCommand
             Seeds = options.GetInt("seeds", 1),
             OutputFolder = options.Get("out", Path.Combine("out", "bench")),
             Resume = options.Get("resume") is not null,
-            MergeMixBaseLoss = ParseBaseLoss(options.Get("base-loss", "clean")),
+            MergeMix = new MergeMixVariant
+            {
+                BaseLoss = MergeMixVariant.ParseBaseLoss(options.Get("base-loss", "clean")),
+                Direction = MergeMixVariant.ParseDirection(options.Get("attention-direction", "cls-query")),
+                AttentionLayer = options.Get("attention-layer") is null ? null : options.GetInt("attention-layer", 0),
+                LambdaScale = options.Get("lambda-scale") is { } lambdaScale && MergeMixVariant.ParseSwitch("lambda-scale", lambdaScale),
+                MergeDuringTraining = options.Get("merge-in-training") is { } merge ? MergeMixVariant.ParseSwitch("merge-in-training", merge) : null,
+            },
+            Ablations = options.Get("ablations") is not null,
+            RandAugment = options.Get("rand-augment") is { } randAugment ? MergeMixVariant.ParseSwitch("rand-augment", randAugment) : null,
+            ValidationOnly = options.Get("validation-only") is not null,
             Epochs = options.Get("epochs") is null ? null : options.GetInt("epochs", 0),
             Threads = options.Get("threads") is null ? null : options.GetInt("threads", 0),
             CommandLine = "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)),
@@ -28,11 +37,4 @@ internal static class BenchCommand
         BenchRunner.Run(settings, Console.Out);
     }
 
-    private static MergeMixBaseLoss ParseBaseLoss(string text) => text.Trim().ToLowerInvariant() switch
-    {
-        "clean" => MergeMixBaseLoss.Clean,
-        "mixup" => MergeMixBaseLoss.Mixup,
-        "none" => MergeMixBaseLoss.None,
-        _ => throw new ArgumentException($"--base-loss expects clean (paper), mixup (reference code) or none, got '{text}'."),
-    };
 }

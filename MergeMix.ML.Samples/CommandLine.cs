@@ -14,9 +14,13 @@ internal static class CommandLine
           grids                   PNG grid (original | partner | mask | mixed, λ) for every mixer.
                                   [--data CIFAR_FOLDER] [--model CLASSIFIER.zip] [--out DIR]
           bench                   Accuracy / calibration / occlusion table of the mixers (CSV, Markdown, PNG).
-                                  [--data CIFAR_FOLDER] [--preset smoke|cifar10-small] [--methods all|a,b,...]
-                                  [--seeds N] [--out DIR] [--resume] [--base-loss clean|mixup|none]
-                                  [--epochs N] [--threads N]
+                                  [--data CIFAR_FOLDER] [--preset smoke|cifar10-small|cifar10-2k-long]
+                                  [--methods all|a,b,... (the mixers and none-2x, none for twice the epochs)]
+                                  [--seeds N] [--out DIR] [--resume (also: share DIR between processes)]
+                                  [--epochs N] [--threads N] [--rand-augment on|off] [--validation-only]
+                                  MergeMix runs: [--base-loss clean|mixup|none] [--attention-direction cls-query|cls-key]
+                                  [--attention-layer N] [--lambda-scale on|off] [--merge-in-training on|off]
+                                  [--ablations (the MergeMix ablation table instead of --methods)]
           speed                   Images/s of MergeMix vs Mixup mixing and the ToMe forward speed-up.
                                   [--batch N] [--iterations N] [--out DIR]
           align                   Preference alignment experiment: SFT vs SFT + mixed SimPO (MergeMix, Mixup,

@@ -58,6 +58,63 @@ public static class BenchResults
         File.WriteAllText(epochsPath, string.Join(",", EpochColumns) + "\n");
     }
 
+    /// <summary>Creates (or empties) a per-epoch CSV, writing only its header.</summary>
+    public static void CreateEpochs(string epochsPath) => File.WriteAllText(epochsPath, string.Join(",", EpochColumns) + "\n");
+
+    /// <summary>Appends the epochs of one run to a per-epoch CSV.</summary>
+    public static void AppendEpochs(string epochsPath, IReadOnlyList<BenchEpochRow> epochs) =>
+        File.AppendAllLines(epochsPath, epochs.Select(e => Join(e.Method, e.Seed, e.Epoch, e.TrainLoss, e.Seconds, e.ValidationTop1, e.ValidationLogLoss, e.ValidationEce)));
+
+    /// <summary>
+    /// Holds the lock file of an output folder until disposed, so that processes sharing the folder read and write its
+    /// CSV files one at a time; waits while another process holds it.
+    /// </summary>
+    public static IDisposable Lock(string folder)
+    {
+        var path = Path.Combine(folder, "checkpoints", ".lock");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                // FileShare.None takes an exclusive advisory lock (flock) on Unix and a share lock on Windows.
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (attempt < 6_000)
+            {
+                Thread.Sleep(100);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Claims the run whose checkpoint folder is <paramref name="checkpoint"/> for this process (call under
+    /// <see cref="Lock"/>): false when a live other process holds it; a dead claimant's run is taken over.
+    /// </summary>
+    public static bool TryClaim(string checkpoint)
+    {
+        Directory.CreateDirectory(checkpoint);
+        var owner = Path.Combine(checkpoint, "owner.pid");
+        int self = Environment.ProcessId;
+        if (File.Exists(owner) && int.TryParse(File.ReadAllText(owner).Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int pid) && pid != self && IsAlive(pid))
+            return false;
+        File.WriteAllText(owner, self.ToString(CultureInfo.InvariantCulture));
+        return true;
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>
     /// Appends one finished run: its epochs first, then its result row, so a results row never exists without its
     /// epochs; each write is flushed when the call returns.

@@ -57,7 +57,7 @@ public sealed class BenchRunnerTests
             Assert.AreEqual(3, outputs.Plots.Count);
             foreach (var png in outputs.Plots)
                 CollectionAssert.AreEqual(PngSignature, File.ReadAllBytes(png).Take(8).ToArray(), png);
-            Assert.IsFalse(Directory.EnumerateFileSystemEntries(Path.Combine(folder, "checkpoints")).Any(), "finished runs leave no checkpoint");
+            Assert.IsFalse(Directory.EnumerateFileSystemEntries(Path.Combine(folder, "checkpoints")).Any(e => Path.GetFileName(e) != ".lock"), "finished runs leave no checkpoint");
 
             var again = new StringWriter();
             BenchRunner.Run(new BenchSettings { Preset = BenchPreset.Smoke, Methods = settings.Methods, OutputFolder = folder, Resume = true }, again);
@@ -125,24 +125,93 @@ public sealed class BenchRunnerTests
         };
         var targets = BenchReport.Targets(rows);
         Assert.AreEqual(3, targets.Count);
-        Assert.AreEqual("Every mixer beats none (51.00 %): **met**", targets[0]);
-        Assert.AreEqual("MergeMix top-1 60.00 % ≥ best of mixup/cutmix (cutmix 58.00 %): **met**", targets[1]);
-        Assert.AreEqual("MergeMix ECE 5.00 % ≤ Mixup ECE 6.00 %: **met**", targets[2]);
+        Assert.AreEqual("Every mixer ≥ none (51.00 %): **met**", targets[0]);
+        Assert.AreEqual("MergeMix top-1 60.00 % ≥ every other method (best other: cutmix 58.00 %): **met**", targets[1]);
+        Assert.AreEqual("MergeMix ECE 5.00 % the lowest of the mixers (lowest other: mixup 6.00 %): **met**", targets[2]);
 
-        var worse = BenchReport.Targets(new[] { Row("none", 0.60, 0.1), Row("mixup", 0.55, 0.02), Row("mergemix", 0.50, 0.03) });
-        Assert.AreEqual("Every mixer beats none (60.00 %): **not met** (not above none, top-1 points against it: mixup -5.00, mergemix -10.00)", worse[0]);
-        Assert.AreEqual("MergeMix top-1 50.00 % ≥ best of mixup (mixup 55.00 %): **not met**", worse[1]);
-        Assert.AreEqual("MergeMix ECE 3.00 % ≤ Mixup ECE 2.00 %: **not met**", worse[2]);
+        var worse = BenchReport.Targets(new[]
+        {
+            Row("none", 0.60, 0.1), Row("none-2x", 0.62, 0.1), Row("mixup", 0.55, 0.02), Row("mergemix", 0.50, 0.03), Row("cutmix", 0.60, 0.01),
+        });
+        Assert.AreEqual("Every mixer ≥ none (60.00 %): **not met** (below none, top-1 points against it: mixup -5.00, mergemix -10.00)", worse[0]);
+        Assert.AreEqual("MergeMix top-1 50.00 % ≥ every other method (best other: none-2x 62.00 %): **not met** (above MergeMix: none +10.00, none-2x +12.00, mixup +5.00, cutmix +10.00)", worse[1]);
+        Assert.AreEqual("MergeMix ECE 3.00 % the lowest of the mixers (lowest other: cutmix 1.00 %): **not met**", worse[2]);
+    }
+
+    [TestMethod]
+    public void PairedDifferencesPairSeedsAndNameTheBestOtherMethod()
+    {
+        BenchRow At(string method, int seed, double top1, double ece) => Row(method, top1, ece) with { Seed = seed };
+        var rows = new[]
+        {
+            At("none", 0, 0.50, 0.10), At("none", 1, 0.52, 0.12), At("none", 2, 0.40, 0.10),
+            At("none-2x", 0, 0.51, 0.10), At("none-2x", 1, 0.53, 0.10),
+            At("mergemix", 0, 0.55, 0.05), At("mergemix", 1, 0.56, 0.06),
+        };
+        var lines = BenchReport.PairedDifferences(new[] { "none", "none-2x", "mergemix" }, rows);
+        Assert.AreEqual(3, lines.Count);
+        // Only seeds 0 and 1 pair up: differences +5 and +4 points, mean 4.5, sample std 0.71.
+        Assert.AreEqual("| mergemix | +4.50 ± 0.71 (+5.00, +4.00) | -5.50 ± 0.71 (-5.00, -6.00) | +3.50 ± 0.71 (+4.00, +3.00) | none-2x | +3.50 ± 0.71 (+4.00, +3.00) |", lines[2]);
+        Assert.AreEqual("| none | – | – | -1.00 ± 0.00 (-1.00, -1.00) | mergemix | -4.50 ± 0.71 (-5.00, -4.00) |", lines[0]);
+    }
+
+    [TestMethod]
+    public void BenchOptionsForTheAblationsAreParsedWithErrorsNamingTheOption()
+    {
+        var preset = BenchPreset.Cifar10Long;
+        Assert.AreEqual(MergeMix.ML.Vision.AttentionDirection.ClsKey, MergeMixVariant.ParseDirection(" CLS-key"));
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => MergeMixVariant.ParseDirection("row")).Message, "--attention-direction");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => MergeMixVariant.ParseBaseLoss("soft")).Message, "--base-loss");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => MergeMixVariant.ParseSwitch("merge-in-training", "maybe")).Message, "--merge-in-training expects on or off");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => new MergeMixVariant { AttentionLayer = 4 }.Validate(preset)).Message, "--attention-layer must be a block index in [0, 3]");
+
+        Assert.AreEqual("mergemix", new MergeMixVariant().Label("mergemix", preset));
+        Assert.AreEqual("mergemix", new MergeMixVariant { AttentionLayer = 2, MergeDuringTraining = preset.MergeMixMergeDuringTraining }.Label("mergemix", preset), "defaults spelled out add nothing");
+        Assert.AreEqual("mergemix:cls-key+layer-0+lam-scale+base-none+no-tome-train", new MergeMixVariant
+        {
+            Direction = MergeMix.ML.Vision.AttentionDirection.ClsKey, AttentionLayer = 0, LambdaScale = true,
+            BaseLoss = MergeMix.ML.Classification.MergeMixBaseLoss.None, MergeDuringTraining = false,
+        }.Label("mergemix", preset));
+
+        var labels = BenchRunner.Jobs(new BenchSettings { Preset = preset, Ablations = true }).Select(j => j.Label).ToArray();
+        CollectionAssert.AreEqual(new[]
+        {
+            "mergemix", "mergemix:cls-key", "mergemix:layer-0", "mergemix:layer-1", "mergemix:layer-3", "mergemix:lam-scale",
+            "mergemix:base-mixup", "mergemix:base-none", "mergemix:no-tome-train",
+        }, labels);
+        var jobs = BenchRunner.Jobs(new BenchSettings { Preset = preset, Methods = BenchRunner.ParseMethods("none,none-2x,mixup") });
+        CollectionAssert.AreEqual(new[] { preset.Epochs, 2 * preset.Epochs, preset.Epochs }, jobs.Select(j => j.Epochs).ToArray());
+        Assert.AreEqual("none", jobs[1].Policy);
+    }
+
+    [TestMethod]
+    public void AClaimedRunIsSkippedByOtherLiveProcessesAndTakenOverFromDeadOnes()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), "mergemix-claim-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Assert.IsTrue(BenchResults.TryClaim(folder));
+            Assert.IsTrue(BenchResults.TryClaim(folder), "a process may take its own claim again");
+            using (var other = System.Diagnostics.Process.GetProcessById(1))
+                File.WriteAllText(Path.Combine(folder, "owner.pid"), other.Id.ToString(CultureInfo.InvariantCulture));
+            Assert.IsFalse(BenchResults.TryClaim(folder), "process 1 is alive");
+            File.WriteAllText(Path.Combine(folder, "owner.pid"), int.MaxValue.ToString(CultureInfo.InvariantCulture));
+            Assert.IsTrue(BenchResults.TryClaim(folder), "no process has that id");
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
     }
 
     [TestMethod]
     public void MethodsAndPresetsAreParsedWithHelpfulErrors()
     {
-        Assert.AreEqual(10, BenchRunner.ParseMethods("all").Count);
+        Assert.AreEqual(11, BenchRunner.ParseMethods("all").Count);
         CollectionAssert.AreEqual(new[] { "mixup", "mergemix" }, BenchRunner.ParseMethods(" MixUp, mergemix ,mixup").ToArray());
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => BenchRunner.ParseMethods("mixup,puzzlemix")).Message, "--methods: unknown method 'puzzlemix'");
         Assert.AreSame(BenchPreset.Cifar10Small, BenchPreset.Find("CIFAR10-small"));
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => BenchPreset.Find("large")).Message, "valid presets: smoke, cifar10-small");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => BenchPreset.Find("large")).Message, "valid presets: smoke, cifar10-small, cifar10-2k-long");
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => BenchRunner.Run(new BenchSettings { Seeds = 0 }, TextWriter.Null)).Message, "--seeds");
     }
 
