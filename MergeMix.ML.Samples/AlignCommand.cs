@@ -25,10 +25,10 @@ namespace MergeMix.ML.Samples;
 /// </remarks>
 internal static class AlignCommand
 {
-    private const int ImageSide = 32;
+    internal const int ImageSide = 32;
     private const string DescribePrompt = "describe the image";
 
-    private sealed class AlignRow
+    internal sealed class AlignRow
     {
         [VectorType(3, ImageSide, ImageSide)] public float[] Features { get; set; } = Array.Empty<float>();
         public string Prompt { get; set; } = "";
@@ -36,7 +36,7 @@ internal static class AlignCommand
     }
 
     /// <summary>One question (or the caption request) about one image.</summary>
-    private sealed record Example(float[] Image, string Prompt, string Answer, SyntheticScene Scene, string Kind);
+    internal sealed record Example(float[] Image, string Prompt, string Answer, SyntheticScene Scene, string Kind);
 
     private sealed record Variant(string Name, string Key, PreferenceObjective Objective, IMixPolicy? Mixing, double Beta);
 
@@ -164,7 +164,7 @@ internal static class AlignCommand
                           $"({total.Elapsed.TotalSeconds:F0} s).");
     }
 
-    private static VisionTransformerClassifier PretrainVisionTower(MLContext ml, VisionTransformerEncoderOptions encoder, int images,
+    internal static VisionTransformerClassifier PretrainVisionTower(MLContext ml, VisionTransformerEncoderOptions encoder, int images,
         int epochs, int seed, int threads, out double heldOutAccuracy)
     {
         var vision = encoder.Vision.Clone();
@@ -241,7 +241,7 @@ internal static class AlignCommand
     private static string Normalize(string text) => string.Join(' ', text.Trim().TrimEnd('.', '?').Split(' ', StringSplitOptions.RemoveEmptyEntries));
 
     // The same answer on the raw image (chosen) and on its MergeMix mix (rejected), with attention from the SFT model.
-    private static PreferenceDataset HeldOutMixedPairs(IReadOnlyList<Example> test, PreferenceTuningTransformer sftModel, int seed)
+    internal static PreferenceDataset HeldOutMixedPairs(IReadOnlyList<Example> test, PreferenceTuningTransformer sftModel, int seed)
     {
         using var images = ImagesOf(test);
         var encoder = (VisionTransformerEncoder)sftModel.Model.Vision;
@@ -250,7 +250,7 @@ internal static class AlignCommand
     }
 
     // The correct answer (chosen) against the same answer with one attribute swapped (rejected), on the raw image.
-    private static PreferenceDataset HeldOutAnswerPairs(IReadOnlyList<Example> test)
+    internal static PreferenceDataset HeldOutAnswerPairs(IReadOnlyList<Example> test)
     {
         using var images = ImagesOf(test);
         return PreferenceDataset.FromPairs(images, test.Select(e => e.Prompt).ToArray(), test.Select(e => e.Answer).ToArray(),
@@ -270,7 +270,7 @@ internal static class AlignCommand
         };
     }
 
-    private static Tensor ImagesOf(IReadOnlyList<Example> examples)
+    internal static Tensor ImagesOf(IReadOnlyList<Example> examples)
     {
         int size = 3 * ImageSide * ImageSide;
         var pixels = new float[examples.Count * size];
@@ -278,9 +278,9 @@ internal static class AlignCommand
         return tensor(pixels, new long[] { examples.Count, 3, ImageSide, ImageSide });
     }
 
-    private static List<Example> Examples(int imageCount, int seed)
+    internal static List<Example> Examples(int imageCount, int seed, SyntheticShapesOptions? shapes = null)
     {
-        var (images, scenes) = SyntheticShapes.Generate(imageCount, seed);
+        var (images, scenes) = SyntheticShapes.Generate(imageCount, seed, shapes);
         var examples = new List<Example>();
         for (int i = 0; i < scenes.Count; i++)
         {
@@ -298,7 +298,7 @@ internal static class AlignCommand
         : question.StartsWith("where", StringComparison.Ordinal) ? "position"
         : "count";
 
-    private static AlignRow ToRow(Example e) => new() { Features = e.Image, Prompt = e.Prompt, Answer = e.Answer };
+    internal static AlignRow ToRow(Example e) => new() { Features = e.Image, Prompt = e.Prompt, Answer = e.Answer };
 
     private static string Table(IReadOnlyList<VariantResult> results)
     {
@@ -356,7 +356,7 @@ internal static class AlignCommand
             new[] { Series("sft", results[0].History.Sft, s => s.Loss) });
     }
 
-    private static double[] MovingAverage(IReadOnlyList<double> values, int window)
+    internal static double[] MovingAverage(IReadOnlyList<double> values, int window)
     {
         var result = new double[values.Count];
         double sum = 0;

@@ -28,6 +28,13 @@ internal static class CommandLine
                                   [--out DIR] [--train N] [--test N] [--pretrain N] [--pretrain-epochs N]
                                   [--sft-epochs N] [--pref-epochs N] [--seed N] [--threads N]
                                   [--bench (benchmark only)] [--no-bench] [--bench-steps N]
+          align-prior             The alignment experiment that can separate the methods: shape-correlated scene
+                                  attributes, SFT to a validation plateau, equal extra steps for CE / SimPO / mixed
+                                  SimPO (MergeMix, Mixup, CutMix, ResizeMix) / DPO / RPO, several seeds, scored on an
+                                  in-distribution and a counter-prior split. Resumable.
+                                  [--out DIR] [--seeds N] [--train N] [--val N] [--test N] [--prior P] [--pretrain N]
+                                  [--pretrain-epochs N] [--max-sft-epochs N] [--patience N] [--min-delta X]
+                                  [--extra-epochs N] [--threads N] [--resume] [--first-seed N]
           finetune                Few-shot training on new classes from scratch vs from a checkpoint file (yours with
                                   --weights, timm/HF safetensors or .bin; else one pretrained here on the other classes).
                                   [--data CIFAR_FOLDER] [--weights FILE --heads N [--norm imagenet|half]] [--out DIR]
@@ -47,6 +54,7 @@ internal static class CommandLine
                 case "bench": BenchCommand.Run(options); return 0;
                 case "speed": SpeedCommand.Run(options); return 0;
                 case "align": AlignCommand.Run(options); return 0;
+                case "align-prior": AlignPriorCommand.Run(options); return 0;
                 case "finetune": FineTuneCommand.Run(options); return 0;
                 case "help" or "--help" or "-h": Console.WriteLine(Usage); return 0;
                 default:
@@ -94,6 +102,15 @@ internal sealed class Options
         return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value)
             ? value
             : throw new ArgumentException($"--{name} expects an integer, got '{text}'.");
+    }
+
+    public double GetDouble(string name, double fallback)
+    {
+        var text = Get(name);
+        if (text is null) return fallback;
+        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) && double.IsFinite(value)
+            ? value
+            : throw new ArgumentException($"--{name} expects a number, got '{text}'.");
     }
 
     public string OutputFolder()

@@ -89,23 +89,77 @@ public static class SyntheticShapes
         return labels;
     }
 
+    // Typical cells of the six shapes: the top row for circle, square, triangle, the bottom row for cross, ring, diamond.
+    private static readonly int[] TypicalCells = { 0, 1, 2, 6, 7, 8 };
+
+    /// <summary>
+    /// The attributes <paramref name="shape"/> takes most often when <see cref="SyntheticShapesOptions.AttributePrior"/>
+    /// is set: colour i for shape i (circle red, square green, triangle blue, cross yellow, ring magenta, diamond cyan),
+    /// a top-row cell for circle/square/triangle and a bottom-row cell for cross/ring/diamond (circle "top left", square
+    /// "top", …, diamond "bottom right"), and count MinObjects + (shape index mod the number of allowed counts).
+    /// </summary>
+    /// <param name="shape">One of <see cref="ClassNames"/>.</param>
+    /// <param name="options">The rendering options (for the count range); null = the defaults.</param>
+    public static (string Colour, string Position, int Count) Typical(string shape, SyntheticShapesOptions? options = null)
+    {
+        int label = Array.IndexOf(ClassNamesArray, shape);
+        if (label < 0)
+            throw new ArgumentOutOfRangeException(nameof(shape), $"Unknown shape '{shape}'; expected one of {string.Join(", ", ClassNamesArray)}.");
+        options ??= new SyntheticShapesOptions();
+        return (ColourNamesArray[label], PositionNamesArray[TypicalCells[label]], TypicalCount(label, options));
+    }
+
+    private static int TypicalCount(int shape, SyntheticShapesOptions o) => o.MinObjects + shape % (o.MaxObjects - o.MinObjects + 1);
+
+    // The typical value with probability `prior`, else one of the other `count − 1` values uniformly.
+    private static int Correlated(int typical, int count, float prior, ref SceneRandom random)
+    {
+        if (count == 1) return typical;
+        if (random.NextFloat() < prior) return typical;
+        int other = random.NextInt(count - 1);
+        return other >= typical ? other + 1 : other;
+    }
+
     private static SyntheticScene Render(Span<float> image, int shape, int seed, int index, SyntheticShapesOptions o)
     {
         var random = new SceneRandom(seed, index);
         int width = o.Width, height = o.Height;
-        int colour = random.NextInt(ColourValues.Length);
+        // Independent attributes draw exactly as before the prior existed, so their images stay the same.
+        int colour = o.AttributePrior is float colourPrior
+            ? Correlated(shape, ColourValues.Length, colourPrior, ref random)
+            : random.NextInt(ColourValues.Length);
         var named = ColourValues[colour];
         var objectColour = new Rgb(Jitter(named.R, ref random, o.ColourJitter), Jitter(named.G, ref random, o.ColourJitter), Jitter(named.B, ref random, o.ColourJitter));
         PaintBackground(image, width, height, objectColour, ref random, o);
 
-        int objects = random.NextInt(o.MinObjects, o.MaxObjects + 1);
         Span<int> cells = stackalloc int[9];
-        for (int k = 0; k < 9; k++)
-            cells[k] = k;
-        for (int k = 0; k < objects; k++)
+        int objects;
+        if (o.AttributePrior is float prior)
         {
-            int j = k + random.NextInt(9 - k);
-            (cells[k], cells[j]) = (cells[j], cells[k]);
+            objects = o.MinObjects + Correlated(TypicalCount(shape, o) - o.MinObjects, o.MaxObjects - o.MinObjects + 1, prior, ref random);
+            int typical = TypicalCells[shape];
+            int taken = random.NextFloat() < prior ? 1 : 0;
+            if (taken == 1) cells[0] = typical;
+            Span<int> others = stackalloc int[8];
+            for (int k = 0, n = 0; k < 9; k++)
+                if (k != typical) others[n++] = k;
+            for (int k = 0; k < objects - taken; k++)
+            {
+                int j = k + random.NextInt(8 - k);
+                (others[k], others[j]) = (others[j], others[k]);
+                cells[taken + k] = others[k];
+            }
+        }
+        else
+        {
+            objects = random.NextInt(o.MinObjects, o.MaxObjects + 1);
+            for (int k = 0; k < 9; k++)
+                cells[k] = k;
+            for (int k = 0; k < objects; k++)
+            {
+                int j = k + random.NextInt(9 - k);
+                (cells[k], cells[j]) = (cells[j], cells[k]);
+            }
         }
         cells[..objects].Sort();
 

@@ -33,8 +33,23 @@ public sealed class SyntheticShapesOptions
     /// <summary>Largest per-channel random shift of the object colour around its named value (0..64), the same for all objects of an image.</summary>
     public float ColourJitter = 12f;
 
+    /// <summary>
+    /// Correlates the scene's attributes with its shape, giving a model a prior it can answer from instead of the image:
+    /// each shape has a typical colour, grid cell and object count (<see cref="SyntheticShapes.Typical"/>), and each of the
+    /// three takes its typical value with this probability, independently (else one of the other values, uniformly).
+    /// Null (the default) = independent attributes. 0 = a counter-prior split: no attribute ever takes its shape's typical
+    /// value, so answering from the correlation seen in training is always wrong. Needs <see cref="MaxObjects"/> ≤ 8
+    /// (a scene of 9 objects fills every cell, the typical one included).
+    /// </summary>
+    public float? AttributePrior;
+
     internal void Validate()
     {
+        if (AttributePrior is float prior && !(prior >= 0 && prior <= 1))
+            throw new ArgumentOutOfRangeException(nameof(AttributePrior), $"{nameof(AttributePrior)} must be in [0, 1] or null, got {prior}.");
+        if (AttributePrior is not null && MaxObjects > 8)
+            throw new ArgumentOutOfRangeException(nameof(MaxObjects),
+                $"{nameof(MaxObjects)} must be at most 8 with {nameof(AttributePrior)} set (9 objects always fill the typical cell), got {MaxObjects}.");
         if (Width < 12)
             throw new ArgumentOutOfRangeException(nameof(Width), $"{nameof(Width)} must be at least 12 pixels, got {Width}.");
         if (Height < 12)
