@@ -61,8 +61,8 @@ public static class BenchReport
         s.AppendLine($"- Occlusion: ⌊f·L⌋ random patches per image set to the channel mean (seed {BenchPreset.OcclusionSeed}, the same masks for every run), ToMe off.");
         s.AppendLine($"- Torch threads: {(d.Threads > 0 ? d.Threads.ToString(CultureInfo.InvariantCulture) : "torch default")}. Cost of the preset: {p.Cost}.");
         s.AppendLine();
-        s.AppendLine("| Method | Runs | Top-1 % | Log-loss | ECE % | Top-1 ToMe % | ECE ToMe % | Train s/epoch | Images/s | Images/s ToMe | Best epoch | Top-1 last epoch % |");
-        s.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        s.AppendLine("| Method | Runs | Top-1 % | Log-loss | ECE % | Top-1 ToMe % | ECE ToMe % | Train s/epoch | Train images/s | Train min in all | Images/s | Images/s ToMe | Best epoch | Top-1 last epoch % |");
+        s.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var m in methods)
         {
             var r = rows.Where(x => x.Method == m).ToList();
@@ -70,6 +70,7 @@ public static class BenchReport
             MeanStd Stat(Func<BenchRow, double> f) => MeanStd.Of(r.Select(f));
             s.AppendLine($"| {m} | {r.Count} | {Stat(x => x.Top1).Format("F2", 100)} | {Stat(x => x.LogLoss).Format("F3")} | {Stat(x => x.Ece).Format("F2", 100)} | "
                 + $"{Stat(x => x.Top1Tome).Format("F2", 100)} | {Stat(x => x.EceTome).Format("F2", 100)} | {Stat(x => x.TrainSecondsPerEpoch).Format("F1")} | "
+                + $"{Stat(x => d.Data.Train.Count / x.TrainSecondsPerEpoch).Format("F0")} | {Stat(x => x.TrainSecondsPerEpoch * x.Epochs / 60).Format("F1")} | "
                 + $"{Stat(x => x.ImagesPerSecond).Format("F0")} | {Stat(x => x.ImagesPerSecondTome).Format("F0")} | {Stat(x => x.BestEpoch).Format("F1")} | {Stat(x => x.Top1Final).Format("F2", 100)} |");
         }
         s.AppendLine();
