@@ -23,6 +23,11 @@ internal static class CommandLine
                                   [--ablations (the MergeMix ablation table instead of --methods)]
           speed                   Images/s of MergeMix vs Mixup mixing and the ToMe forward speed-up.
                                   [--batch N] [--iterations N] [--out DIR]
+          stepcost                Cost of one training step of the cifar10-small ViT: plain, Mixup and MergeMix (clean
+                                  pass / separate pass / ToMe in training / no base loss), interleaved in one process;
+                                  ratios to Mixup, images/s, GFLOP/s against the fp32 matmul ceiling, time per phase.
+                                  [--threads N] [--batch N] [--rounds N] [--steps N] [--out DIR]
+                                  [--variants all|a,b,...] [--allocator keep|default]
           align                   Preference alignment experiment: SFT vs SFT + mixed SimPO (MergeMix, Mixup,
                                   CutMix pairs) vs SFT + DPO / RPO, plus a speed/memory benchmark.
                                   [--out DIR] [--train N] [--test N] [--pretrain N] [--pretrain-epochs N]
@@ -53,6 +58,7 @@ internal static class CommandLine
                 case "grids": GridsCommand.Run(options); return 0;
                 case "bench": BenchCommand.Run(options); return 0;
                 case "speed": SpeedCommand.Run(options); return 0;
+                case "stepcost": StepCostCommand.Run(options); return 0;
                 case "align": AlignCommand.Run(options); return 0;
                 case "align-prior": AlignPriorCommand.Run(options); return 0;
                 case "finetune": FineTuneCommand.Run(options); return 0;

@@ -368,6 +368,7 @@ public sealed class VisionTransformerTrainerTests
         {
             Assert.IsTrue(c.SecondsPerStep > 0 && Math.Abs(c.ImagesPerSecond * c.SecondsPerStep - 8) < 1e-9, c.Name);
             Assert.IsTrue(c.PhaseSecondsPerStep[StepPhase.Forward] > 0 && c.PhaseSecondsPerStep[StepPhase.Backward] > 0, c.Name);
+            Assert.IsTrue(c.CpuSecondsPerStep > 0 && c.CpuPhaseSecondsPerStep[StepPhase.Forward] > 0, c.Name);
         }
         Assert.AreEqual(0, costs[0].PhaseSecondsPerStep[StepPhase.Mix], "no mixing in a plain step");
         Assert.AreEqual(0, costs[2].PhaseSecondsPerStep[StepPhase.AttentionPass], "the clean pass gives the attention");
@@ -379,7 +380,13 @@ public sealed class VisionTransformerTrainerTests
         // MLP 2 × 2·5·8·32 = 5 120; head 2·8·3 = 48.
         var tiny = new VisionTransformerOptions { ImageSize = 8, PatchSize = 4, Width = 8, Depth = 1, Heads = 2, ClassCount = 3, MergeCount = 0 };
         Assert.AreEqual(3072 + 1920 + 400 + 400 + 640 + 5120 + 48, TrainingStepBenchmark.ForwardFlops(tiny));
+        // One token merged after the attention: the MLP runs on 4 tokens, 2 × 2·4·8·32 = 4 096.
+        var merging = tiny.Clone();
+        merging.MergeCount = 1;
+        Assert.AreEqual(3072 + 1920 + 400 + 400 + 640 + 5120 + 48, TrainingStepBenchmark.ForwardFlops(merging), "merge: false counts every token");
+        Assert.AreEqual(3072 + 1920 + 400 + 400 + 640 + 4096 + 48, TrainingStepBenchmark.ForwardFlops(merging, merge: true));
         Assert.IsTrue(TrainingStepBenchmark.MatmulGflops(64, 1) > 0);
+        Assert.IsTrue(TrainingStepBenchmark.MatmulGflops(64, 1, cpuTime: true) > 0);
     }
 
     [TestMethod]

@@ -50,6 +50,7 @@ public static class ClassifierTraining
         if (options.RandAugment is not null) RandAugmentation.CheckPixelRange(train, nameof(options.RandAugment));
 
         var device = TorchDevice.Resolve(options.Device, nameof(options.Device));
+        if (options.KeepNativeMemory && device.type == DeviceType.CPU) NativeMemory.KeepFreedMemory();
         if (options.Threads <= 0) return Run(train, softLabels, validation, options, channel, device, pretrained);
         // The thread count is process-wide: restore it so training leaves no trace on the caller's other torch work.
         int previousThreads = torch.get_num_threads();

@@ -90,7 +90,7 @@ internal sealed class TrainingStep
                 try { mix = Mix(images, labels, generator, recorder); }
                 finally { model.Backbone.MergeEnabled = options.MergeDuringTraining; }
                 profile?.Lap(StepPhase.Mix);
-                profile?.Move(StepPhase.Mix, StepPhase.AttentionPass, recorder.Seconds);
+                profile?.Move(StepPhase.Mix, StepPhase.AttentionPass, recorder.Seconds, recorder.CpuSeconds);
             }
             else
             {
@@ -155,13 +155,17 @@ internal sealed class TrainingStep
     {
         public double Seconds { get; private set; }
 
+        public double CpuSeconds { get; private set; }
+
         public int PatchSize => inner.PatchSize;
 
         public Tensor PatchAttention(Tensor images)
         {
             long start = Stopwatch.GetTimestamp();
+            var cpuStart = Environment.CpuUsage.TotalTime;
             var scores = inner.PatchAttention(images);
             Seconds += Stopwatch.GetElapsedTime(start).TotalSeconds;
+            CpuSeconds += (Environment.CpuUsage.TotalTime - cpuStart).TotalSeconds;
             return scores;
         }
     }
@@ -182,25 +186,34 @@ public enum StepPhase
     Optimizer,
 }
 
-/// <summary>Wall time per <see cref="StepPhase"/>, summed over the steps it has seen.</summary>
+/// <summary>
+/// Wall time and process CPU time per <see cref="StepPhase"/>, summed over the steps it has seen. With one torch
+/// thread the CPU time is the step's own work, whatever else the machine runs; the wall time adds the waits for a core.
+/// </summary>
 public sealed class StepProfile
 {
     private readonly double[] seconds = new double[Enum.GetValues<StepPhase>().Length];
+    private readonly double[] cpuSeconds = new double[Enum.GetValues<StepPhase>().Length];
     private long mark;
+    private TimeSpan cpuMark;
 
     /// <summary>Steps recorded.</summary>
     public int Steps { get; private set; }
 
-    /// <summary>Seconds spent in <paramref name="phase"/> over all recorded steps.</summary>
+    /// <summary>Wall seconds spent in <paramref name="phase"/> over all recorded steps.</summary>
     public double this[StepPhase phase] => seconds[(int)phase];
 
-    /// <summary>Seconds of all phases over all recorded steps.</summary>
+    /// <summary>Process CPU seconds (every thread) spent in <paramref name="phase"/> over all recorded steps.</summary>
+    public double Cpu(StepPhase phase) => cpuSeconds[(int)phase];
+
+    /// <summary>Wall seconds of all phases over all recorded steps.</summary>
     public double Total => seconds.Sum();
 
     /// <summary>Forgets every recorded step.</summary>
     public void Clear()
     {
         Array.Clear(seconds);
+        Array.Clear(cpuSeconds);
         Steps = 0;
     }
 
@@ -208,18 +221,24 @@ public sealed class StepProfile
     {
         Steps++;
         mark = Stopwatch.GetTimestamp();
+        cpuMark = Environment.CpuUsage.TotalTime;
     }
 
     internal void Lap(StepPhase phase)
     {
         long now = Stopwatch.GetTimestamp();
+        var cpuNow = Environment.CpuUsage.TotalTime;
         seconds[(int)phase] += Stopwatch.GetElapsedTime(mark, now).TotalSeconds;
+        cpuSeconds[(int)phase] += (cpuNow - cpuMark).TotalSeconds;
         mark = now;
+        cpuMark = cpuNow;
     }
 
-    internal void Move(StepPhase from, StepPhase to, double amount)
+    internal void Move(StepPhase from, StepPhase to, double wall, double cpu)
     {
-        seconds[(int)from] -= amount;
-        seconds[(int)to] += amount;
+        seconds[(int)from] -= wall;
+        seconds[(int)to] += wall;
+        cpuSeconds[(int)from] -= cpu;
+        cpuSeconds[(int)to] += cpu;
     }
 }

@@ -16,7 +16,13 @@ public sealed record TrainingStepVariant(string Name, VisionTransformerTrainerOp
 /// <param name="SecondsPerStep">Median over rounds of the mean step time of a round.</param>
 /// <param name="ImagesPerSecond">Training images per second, batch / <paramref name="SecondsPerStep"/>.</param>
 /// <param name="PhaseSecondsPerStep">Median over rounds of each phase's mean time per step.</param>
-public sealed record TrainingStepCost(string Name, int Passes, double SecondsPerStep, double ImagesPerSecond, IReadOnlyDictionary<StepPhase, double> PhaseSecondsPerStep);
+/// <param name="CpuSecondsPerStep">
+/// Median over rounds of the mean process CPU time of a step (every thread). With one torch thread this is the
+/// step's own work, so on a shared machine it moves far less than the wall time.
+/// </param>
+/// <param name="CpuPhaseSecondsPerStep">Median over rounds of each phase's mean CPU time per step.</param>
+public sealed record TrainingStepCost(string Name, int Passes, double SecondsPerStep, double ImagesPerSecond, IReadOnlyDictionary<StepPhase, double> PhaseSecondsPerStep,
+    double CpuSecondsPerStep, IReadOnlyDictionary<StepPhase, double> CpuPhaseSecondsPerStep);
 
 /// <summary>
 /// Side-by-side cost of training steps in one process: every variant gets its own model and optimizer, then the
@@ -30,9 +36,11 @@ public static class TrainingStepBenchmark
     /// Times every variant. <paramref name="imageSize"/>: side of the random square RGB images;
     /// <paramref name="classes"/>: label count; <paramref name="batch"/>: images per step; <paramref name="rounds"/>
     /// interleaved rounds of <paramref name="steps"/> steps each, after two untimed warm-up steps per variant.
+    /// <paramref name="afterRound"/>, when given, runs after each round with its index, so a reference (e.g.
+    /// <see cref="MatmulGflops"/>) can be timed under the same load as the steps.
     /// </summary>
     public static IReadOnlyList<TrainingStepCost> Measure(IReadOnlyList<TrainingStepVariant> variants, int imageSize, int classes,
-        int batch, int rounds, int steps, int seed = 0)
+        int batch, int rounds, int steps, int seed = 0, Action<int>? afterRound = null)
     {
         ArgumentNullException.ThrowIfNull(variants);
         if (variants.Count == 0) throw new ArgumentException("Give at least one variant.", nameof(variants));
@@ -48,19 +56,29 @@ public static class TrainingStepBenchmark
             foreach (var run in runs)
                 for (int i = 0; i < 2; i++) run.Step(null);
             for (int round = 0; round < rounds; round++)
+            {
                 foreach (var run in runs)
                 {
                     var profile = new StepProfile();
                     long start = Stopwatch.GetTimestamp();
+                    var cpuStart = Environment.CpuUsage.TotalTime;
                     for (int i = 0; i < steps; i++) run.Step(profile);
                     run.StepSeconds.Add(Stopwatch.GetElapsedTime(start).TotalSeconds / steps);
-                    foreach (var phase in Enum.GetValues<StepPhase>()) run.PhaseSeconds[phase].Add(profile[phase] / steps);
+                    run.CpuStepSeconds.Add((Environment.CpuUsage.TotalTime - cpuStart).TotalSeconds / steps);
+                    foreach (var phase in Enum.GetValues<StepPhase>())
+                    {
+                        run.PhaseSeconds[phase].Add(profile[phase] / steps);
+                        run.CpuPhaseSeconds[phase].Add(profile.Cpu(phase) / steps);
+                    }
                 }
+                afterRound?.Invoke(round);
+            }
             return runs.Select(r =>
             {
                 double seconds = Median(r.StepSeconds);
                 return new TrainingStepCost(r.Variant.Name, r.Passes, seconds, batch / seconds,
-                    r.PhaseSeconds.ToDictionary(p => p.Key, p => Median(p.Value)));
+                    r.PhaseSeconds.ToDictionary(p => p.Key, p => Median(p.Value)),
+                    Median(r.CpuStepSeconds), r.CpuPhaseSeconds.ToDictionary(p => p.Key, p => Median(p.Value)));
             }).ToList();
         }
         finally
@@ -72,8 +90,10 @@ public static class TrainingStepBenchmark
     /// <summary>
     /// GFLOP/s of an fp32 <paramref name="size"/>² matmul on the CPU at the current thread count, the median of
     /// <paramref name="iterations"/> timed products after one warm-up: the practical compute ceiling of this machine.
+    /// With <paramref name="cpuTime"/> the products are timed in process CPU seconds instead of wall seconds (the
+    /// clock to compare with <see cref="TrainingStepCost.CpuSecondsPerStep"/>).
     /// </summary>
-    public static double MatmulGflops(int size = 2048, int iterations = 3)
+    public static double MatmulGflops(int size = 2048, int iterations = 3, bool cpuTime = false)
     {
         if (size < 1) throw new ArgumentOutOfRangeException(nameof(size), size, "size must be ≥ 1.");
         if (iterations < 1) throw new ArgumentOutOfRangeException(nameof(iterations), iterations, "iterations must be ≥ 1.");
@@ -86,26 +106,38 @@ public static class TrainingStepBenchmark
         for (int i = 0; i < iterations; i++)
         {
             long start = Stopwatch.GetTimestamp();
+            var cpuStart = Environment.CpuUsage.TotalTime;
             torch.mm(a, b).Dispose();
-            seconds.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
+            seconds.Add(cpuTime ? (Environment.CpuUsage.TotalTime - cpuStart).TotalSeconds : Stopwatch.GetElapsedTime(start).TotalSeconds);
         }
         return 2.0 * size * size * size / Median(seconds) / 1e9;
     }
 
     /// <summary>
     /// Multiply-add FLOPs (2 per multiply-add) of the matrix products of one forward pass of one image through
-    /// <paramref name="model"/> without merging: patch embedding, per block qkv, QKᵀ, attention × V, projection
-    /// and the two MLP layers, and the head. Element-wise work (norms, softmax, GELU) is left out, as usual; a
-    /// training step (forward + backward) is counted as 3× this.
+    /// <paramref name="model"/>: patch embedding, per block qkv, QKᵀ, attention × V, projection and the two MLP
+    /// layers, and the head. With <paramref name="merge"/> every block's attention runs on the tokens entering it and
+    /// its MLP on those left after its ToMe merge (<see cref="VisionTransformer.Schedule"/>); the matching itself is
+    /// left out like the element-wise work (norms, softmax, GELU). A training step (forward + backward) is counted
+    /// as 3× this.
     /// </summary>
-    public static double ForwardFlops(VisionTransformerOptions model)
+    public static double ForwardFlops(VisionTransformerOptions model, bool merge = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         model.Validate();
-        double n = model.PatchCount + 1, w = model.Width, m = model.MlpHidden;
-        double embed = 2.0 * model.PatchCount * model.Channels * model.PatchSize * model.PatchSize * w;
-        double block = 2 * n * w * 3 * w + 2 * n * n * w + 2 * n * n * w + 2 * n * w * w + 2 * n * w * m + 2 * n * m * w;
-        return embed + model.Depth * block + 2 * w * model.ClassCount;
+        double w = model.Width, m = model.MlpHidden;
+        int[] schedule = merge && model.EffectiveMergeCount > 0
+            ? TokenMerging.MergeSchedule.ForModel(model.Depth, model.EffectiveMergeCount, model.PatchCount, model.MergeInflection)
+            : new int[model.Depth];
+        double total = 2.0 * model.PatchCount * model.Channels * model.PatchSize * model.PatchSize * w + 2 * w * model.ClassCount;
+        double n = model.PatchCount + 1;
+        foreach (int r in schedule)
+        {
+            double after = n - r;
+            total += 2 * n * w * 3 * w + 2 * n * n * w + 2 * n * n * w + 2 * n * w * w + 2 * after * w * m + 2 * after * m * w;
+            n = after;
+        }
+        return total;
     }
 
     private static double Median(List<double> values)
@@ -135,6 +167,8 @@ public static class TrainingStepBenchmark
             modelOptions.Channels = 3;
             modelOptions.ClassCount = classes;
             var device = Runtime.TorchDevice.Resolve(options.Device, nameof(options.Device));
+            // As the trainer does, so the measured step is the trainer's.
+            if (options.KeepNativeMemory && device.type == DeviceType.CPU) Runtime.NativeMemory.KeepFreedMemory();
             using var init = new Generator((ulong)seed);
             model = new ImageClassifierModel(modelOptions, new[] { 127.5f, 127.5f, 127.5f }, new[] { 64f, 64f, 64f }, init);
             model.to(device);
@@ -156,7 +190,11 @@ public static class TrainingStepBenchmark
 
         public List<double> StepSeconds { get; } = new();
 
+        public List<double> CpuStepSeconds { get; } = new();
+
         public Dictionary<StepPhase, List<double>> PhaseSeconds { get; } = Enum.GetValues<StepPhase>().ToDictionary(p => p, _ => new List<double>());
+
+        public Dictionary<StepPhase, List<double>> CpuPhaseSeconds { get; } = Enum.GetValues<StepPhase>().ToDictionary(p => p, _ => new List<double>());
 
         public void Step(StepProfile? profile)
         {

@@ -185,10 +185,18 @@ public sealed class VisionTransformerTrainerOptions
     public int Threads;
 
     /// <summary>
+    /// On the CPU under Linux (glibc), keep the native memory a training step frees for the next step instead of
+    /// returning it to the OS after every step (malloc's trim and mmap thresholds, set once, process-wide, not undone):
+    /// the process then holds its peak step memory, and steps stop paying for faulting and zeroing it again. Changes
+    /// no result; the samples' <c>stepcost --allocator default</c> measures the step without it (README, "Step cost").
+    /// </summary>
+    public bool KeepNativeMemory = true;
+
+    /// <summary>
     /// Folder for a checkpoint written after every epoch (and every <see cref="CheckpointEverySteps"/> steps); training
     /// resumes from it when it exists, exactly where it stopped. The checkpoint records a fingerprint of what decides
     /// the result (the training data's content and every option but column names, <see cref="ValidationSet"/>,
-    /// <see cref="Device"/>, <see cref="Threads"/>, <see cref="Progress"/>, <see cref="CancellationToken"/> and these
+    /// <see cref="Device"/>, <see cref="Threads"/>, <see cref="KeepNativeMemory"/>, <see cref="Progress"/>, <see cref="CancellationToken"/> and these
     /// checkpoint settings); a checkpoint made with anything else is refused, naming what differs, unless
     /// <see cref="OnCheckpointMismatch"/> says to resume anyway.
     /// </summary>
@@ -251,7 +259,7 @@ public sealed class VisionTransformerTrainerOptions
     internal static readonly string[] NotInFingerprint =
     {
         nameof(LabelColumnName), nameof(SoftLabelColumnName), nameof(FeatureColumnName), nameof(ScoreColumnName), nameof(PredictedLabelColumnName),
-        nameof(ValidationSet), nameof(Device), nameof(Threads), nameof(CheckpointFolder), nameof(CheckpointEverySteps), nameof(OnCheckpointMismatch),
+        nameof(ValidationSet), nameof(Device), nameof(Threads), nameof(KeepNativeMemory), nameof(CheckpointFolder), nameof(CheckpointEverySteps), nameof(OnCheckpointMismatch),
         nameof(Progress), nameof(CancellationToken),
     };
 

@@ -1,0 +1,290 @@
+using System.Globalization;
+using System.Text;
+using MergeMix.ML.Classification;
+using MergeMix.ML.Mixing;
+using TorchSharp;
+
+namespace MergeMix.ML.Samples.Bench;
+
+/// <summary>What the <c>stepcost</c> command measures and where it writes.</summary>
+public sealed class StepCostSettings
+{
+    /// <summary>Torch intra-op threads during the measurement.</summary>
+    public int Threads = 1;
+
+    /// <summary>Images per training step (the cifar10-small preset trains with 128).</summary>
+    public int Batch = 128;
+
+    /// <summary>Interleaved rounds; every variant's cost is the median over them.</summary>
+    public int Rounds = 5;
+
+    /// <summary>Steps of each variant per round.</summary>
+    public int Steps = 3;
+
+    /// <summary>
+    /// The trainer's <see cref="VisionTransformerTrainerOptions.KeepNativeMemory"/> for every variant; false measures
+    /// glibc's default allocator behaviour (memory returned to the OS between steps).
+    /// </summary>
+    public bool KeepNativeMemory = true;
+
+    /// <summary>Variant names (<see cref="StepCost.VariantNames"/>), in table order.</summary>
+    public IReadOnlyList<string> Variants = StepCost.DefaultVariants;
+
+    /// <summary>Folder of the CSV and Markdown files (created when missing).</summary>
+    public string OutputFolder = Path.Combine("out", "step-cost");
+
+    /// <summary>The command line written into the report.</summary>
+    public string CommandLine = "";
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option.</summary>
+    public void Validate()
+    {
+        if (Threads < 1) throw new ArgumentException($"--threads must be ≥ 1, got {Threads}.");
+        if (Batch < 2) throw new ArgumentException($"--batch must be ≥ 2 (mixing needs pairs), got {Batch}.");
+        if (Rounds < 1) throw new ArgumentException($"--rounds must be ≥ 1, got {Rounds}.");
+        if (Steps < 1) throw new ArgumentException($"--steps must be ≥ 1, got {Steps}.");
+        if (Variants.Count == 0) throw new ArgumentException("--variants must name at least one variant.");
+        foreach (var name in Variants)
+            if (!StepCost.VariantNames.Contains(name))
+                throw new ArgumentException($"--variants: unknown variant '{name}'; valid: {string.Join(", ", StepCost.VariantNames)}.");
+        if (Variants.Distinct().Count() != Variants.Count) throw new ArgumentException("--variants names a variant twice.");
+    }
+}
+
+/// <summary>One line of the step-cost table: a measured variant with its derived numbers.</summary>
+/// <param name="Cost">The measured medians.</param>
+/// <param name="Description">What the variant trains with.</param>
+/// <param name="FlopsPerStep">Matrix-product FLOPs of its backbone passes with gradient (3× the forward FLOPs each).</param>
+/// <param name="RatioToMixup">CPU time of a step over the Mixup step's, or null when Mixup was not measured.</param>
+/// <param name="WallRatioToMixup">The same on wall time.</param>
+/// <param name="Gflops">FlopsPerStep / CPU seconds of a step / 1e9.</param>
+/// <param name="CeilingShare">Gflops over the fp32 matmul ceiling (CPU time) measured in the same run.</param>
+public sealed record StepCostRow(TrainingStepCost Cost, string Description, double FlopsPerStep, double? RatioToMixup, double? WallRatioToMixup,
+    double Gflops, double CeilingShare);
+
+/// <summary>A target of issue #8 §1 checked against the measured rows.</summary>
+/// <param name="Text">The target as the issue states it.</param>
+/// <param name="Measured">The measured value (a ratio to Mixup, or a share of the ceiling), or null when a needed variant was not run.</param>
+/// <param name="Met">Whether the measured value meets the bound.</param>
+/// <param name="Before">The value the issue measured before this work.</param>
+public sealed record StepCostTarget(string Text, double? Measured, bool Met, string Before);
+
+/// <summary>
+/// The <c>stepcost</c> benchmark: the trainer's own training step (<see cref="TrainingStepBenchmark"/>) for the
+/// cifar10-small ViT in several configurations, interleaved in one process, with the fp32 matmul ceiling timed after
+/// every round under the same load; ratios to the Mixup step, images/s, GFLOP/s and the issue's targets.
+/// </summary>
+public static class StepCost
+{
+    private const int ImageSize = 32, Classes = 10, CeilingSize = 2048, CeilingIterations = 3;
+
+    /// <summary>The variants, in the order of the table.</summary>
+    public static IReadOnlyList<string> VariantNames { get; } = new[]
+    {
+        "plain", "mixup", "mergemix", "mergemix-separate", "mergemix-tome", "mergemix-nobase-tome", "mixup-tome",
+    };
+
+    /// <summary>The variants measured when --variants is not given (all but the Mixup-with-ToMe reference).</summary>
+    public static IReadOnlyList<string> DefaultVariants { get; } = VariantNames.Take(6).ToArray();
+
+    /// <summary>Description of a variant for the table.</summary>
+    public static string Describe(string name) => name switch
+    {
+        "plain" => "no mixing, one pass",
+        "mixup" => "Mixup (α 0.8), one pass",
+        "mergemix" => "MergeMix, clean base loss, attention from the clean pass, no merging in training (2 passes)",
+        "mergemix-separate" => "MergeMix, clean base loss, separate ToMe attention pass (the old 3-pass step), no merging in training",
+        "mergemix-tome" => "MergeMix, clean base loss, attention from the clean pass, ToMe merging in both training passes",
+        "mergemix-nobase-tome" => "MergeMix, no base loss, ToMe in its one training pass (+ separate no-gradient attention pass)",
+        "mixup-tome" => "Mixup with ToMe merging in its training pass",
+        _ => throw new ArgumentException($"unknown variant '{name}'; valid: {string.Join(", ", VariantNames)}.", nameof(name)),
+    };
+
+    /// <summary>Trainer options of a variant: the cifar10-small preset with the variant's mixing, base loss and merging.</summary>
+    public static VisionTransformerTrainerOptions Options(string name)
+    {
+        if (!VariantNames.Contains(name)) throw new ArgumentException($"unknown variant '{name}'; valid: {string.Join(", ", VariantNames)}.", nameof(name));
+        var options = BenchPreset.Cifar10Small.TrainerOptions(1);
+        options.OnlineMixing = name switch
+        {
+            "plain" => null,
+            "mixup" or "mixup-tome" => new MixupPolicy(),
+            _ => new MergeMixPolicy(),
+        };
+        options.MergeMixBaseLoss = name == "mergemix-nobase-tome" ? MergeMixBaseLoss.None : MergeMixBaseLoss.Clean;
+        options.MergeMixAttentionPass = name == "mergemix-separate" ? MergeMixAttentionPass.Separate : MergeMixAttentionPass.CleanPass;
+        options.MergeDuringTraining = name.EndsWith("-tome", StringComparison.Ordinal);
+        return options;
+    }
+
+    /// <summary>FLOPs of one step of a variant: batch × passes × 3 × forward FLOPs (merged where it merges).</summary>
+    public static double FlopsPerStep(string name, int passes, int batch)
+    {
+        var options = Options(name);
+        var model = options.Model.Clone();
+        model.ImageSize = ImageSize;
+        model.ClassCount = Classes;
+        return (double)batch * passes * 3 * TrainingStepBenchmark.ForwardFlops(model, options.MergeDuringTraining);
+    }
+
+    /// <summary>
+    /// Derived numbers of every measured variant; ratios are to the variant called "mixup", GFLOP/s and the ceiling
+    /// share on CPU time against <paramref name="ceilingGflops"/> (also CPU time).
+    /// </summary>
+    public static IReadOnlyList<StepCostRow> Rows(IReadOnlyList<TrainingStepCost> costs, int batch, double ceilingGflops)
+    {
+        if (!(ceilingGflops > 0)) throw new ArgumentOutOfRangeException(nameof(ceilingGflops), ceilingGflops, "the ceiling must be > 0 GFLOP/s.");
+        var mixup = costs.FirstOrDefault(c => c.Name == "mixup");
+        return costs.Select(c =>
+        {
+            double flops = FlopsPerStep(c.Name, c.Passes, batch);
+            double gflops = flops / c.CpuSecondsPerStep / 1e9;
+            return new StepCostRow(c, Describe(c.Name), flops,
+                mixup is null ? null : c.CpuSecondsPerStep / mixup.CpuSecondsPerStep,
+                mixup is null ? null : c.SecondsPerStep / mixup.SecondsPerStep,
+                gflops, gflops / ceilingGflops);
+        }).ToList();
+    }
+
+    /// <summary>The issue's four targets, checked on <paramref name="rows"/>.</summary>
+    public static IReadOnlyList<StepCostTarget> Targets(IReadOnlyList<StepCostRow> rows)
+    {
+        StepCostTarget Ratio(string text, string variant, double bound, string before)
+        {
+            double? value = rows.FirstOrDefault(r => r.Cost.Name == variant)?.RatioToMixup;
+            return new StepCostTarget(text, value, value <= bound, before);
+        }
+        double? share = rows.FirstOrDefault(r => r.Cost.Name == "plain")?.CeilingShare;
+        return new[]
+        {
+            Ratio("MergeMix step (clean base loss, no merging in training) ≤ 2.1× a Mixup step", "mergemix", 2.1, "3.20×"),
+            Ratio("the same with ToMe merging in MergeMix's training passes ≤ 1.4× a plain Mixup step", "mergemix-tome", 1.4, "1.53×"),
+            Ratio("MergeMix with no base loss and ToMe in its one pass ≤ 0.7× a plain Mixup step", "mergemix-nobase-tome", 0.7, "0.80×"),
+            new StepCostTarget("plain ViT step ≥ 60 % of the fp32 matmul ceiling", share, share >= 0.6, "–"),
+        };
+    }
+
+    /// <summary>Median of a non-empty list.</summary>
+    public static double Median(IReadOnlyList<double> values)
+    {
+        if (values.Count == 0) throw new ArgumentException("median of nothing", nameof(values));
+        var sorted = values.OrderBy(v => v).ToArray();
+        int mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : 0.5 * (sorted[mid - 1] + sorted[mid]);
+    }
+
+    /// <summary>CSV header.</summary>
+    public static IReadOnlyList<string> CsvColumns { get; } = new[]
+    {
+        "variant", "passes", "threads", "batch", "cpu_ms_per_step", "wall_ms_per_step", "ratio_to_mixup", "wall_ratio_to_mixup",
+        "images_per_s", "gflop_per_step", "gflop_per_s", "ceiling_gflop_per_s", "ceiling_share",
+        "cpu_ms_attention_pass", "cpu_ms_mix", "cpu_ms_forward", "cpu_ms_backward", "cpu_ms_optimizer",
+    };
+
+    /// <summary>The CSV text of <paramref name="rows"/>.</summary>
+    public static string Csv(IReadOnlyList<StepCostRow> rows, int threads, int batch, double ceilingGflops)
+    {
+        var text = new StringBuilder(string.Join(",", CsvColumns)).Append('\n');
+        foreach (var r in rows)
+        {
+            var p = r.Cost.CpuPhaseSecondsPerStep;
+            text.AppendJoin(",", new[]
+            {
+                r.Cost.Name, I(r.Cost.Passes), I(threads), I(batch), F(r.Cost.CpuSecondsPerStep * 1e3), F(r.Cost.SecondsPerStep * 1e3),
+                r.RatioToMixup is double q ? F(q) : "", r.WallRatioToMixup is double w ? F(w) : "",
+                F(r.Cost.ImagesPerSecond), F(r.FlopsPerStep / 1e9), F(r.Gflops), F(ceilingGflops), F(r.CeilingShare),
+                F(p[StepPhase.AttentionPass] * 1e3), F(p[StepPhase.Mix] * 1e3), F(p[StepPhase.Forward] * 1e3),
+                F(p[StepPhase.Backward] * 1e3), F(p[StepPhase.Optimizer] * 1e3),
+            }).Append('\n');
+        }
+        return text.ToString();
+    }
+
+    /// <summary>
+    /// The Markdown report: settings, the cost table, the phase table and the targets. <paramref name="ceilings"/>:
+    /// the ceiling of every round on CPU time, <paramref name="wallCeilings"/> the same on wall time.
+    /// </summary>
+    public static string Markdown(IReadOnlyList<StepCostRow> rows, StepCostSettings settings, IReadOnlyList<double> ceilings, IReadOnlyList<double> wallCeilings)
+    {
+        double ceiling = Median(ceilings);
+        var md = new StringBuilder();
+        md.Append("# Training step cost, cifar10-small ViT (96 wide, 4 blocks, 4 heads, patch 4, 32×32, MergeCount 32)\n\n");
+        md.Append($"Command: `{settings.CommandLine}`\n\n");
+        md.Append($"{settings.Threads} torch thread(s), batch {settings.Batch}, {settings.Rounds} interleaved rounds × {settings.Steps} steps per variant ");
+        md.Append("(medians over rounds, after 2 warm-up steps), random images; the trainer's own step (forward, loss, backward, clipping, AdamW). ");
+        md.Append("Costs are process CPU time (with one torch thread: the step's own work, little moved by other processes on a shared machine); ");
+        md.Append("wall time is shown next to it. ");
+        md.Append(settings.KeepNativeMemory
+            ? "Native memory kept between steps (the trainer's default `KeepNativeMemory`). "
+            : "glibc's default allocator behaviour (`KeepNativeMemory = false`: freed memory goes back to the OS between steps). ");
+        md.Append($"fp32 matmul ceiling ({CeilingSize}², timed after every round): median {R(ceiling, 1)} GFLOP/s on CPU time ");
+        md.Append($"(rounds: {string.Join(", ", ceilings.Select(c => R(c, 1)))}), {R(Median(wallCeilings), 1)} GFLOP/s on wall time.\n\n");
+        md.Append("| variant | passes | CPU ms / step | × Mixup | wall ms / step | × Mixup (wall) | images/s (wall) | GFLOP / step | GFLOP/s (CPU) | % of ceiling |\n");
+        md.Append("|---|---|---|---|---|---|---|---|---|---|\n");
+        foreach (var r in rows)
+            md.Append($"| `{r.Cost.Name}`: {r.Description} | {r.Cost.Passes} | {R(r.Cost.CpuSecondsPerStep * 1e3, 0)} | {Ratio(r.RatioToMixup)} | ")
+              .Append($"{R(r.Cost.SecondsPerStep * 1e3, 0)} | {Ratio(r.WallRatioToMixup)} | {R(r.Cost.ImagesPerSecond, 0)} | ")
+              .Append($"{R(r.FlopsPerStep / 1e9, 1)} | {R(r.Gflops, 1)} | {R(100 * r.CeilingShare, 0)} |\n");
+        md.Append("\nGFLOP counts the matrix products of the passes with gradient (3× forward each, merged tokens where the variant merges); ");
+        md.Append("a separate no-gradient attention pass and element-wise work are not counted.\n\n");
+        md.Append("Where the time goes (CPU ms per step, medians):\n\n| variant | attention pass | mix | forward | backward | optimizer |\n|---|---|---|---|---|---|\n");
+        foreach (var r in rows)
+        {
+            var p = r.Cost.CpuPhaseSecondsPerStep;
+            md.Append($"| `{r.Cost.Name}` | {R(p[StepPhase.AttentionPass] * 1e3, 1)} | {R(p[StepPhase.Mix] * 1e3, 1)} | {R(p[StepPhase.Forward] * 1e3, 1)} | ")
+              .Append($"{R(p[StepPhase.Backward] * 1e3, 1)} | {R(p[StepPhase.Optimizer] * 1e3, 1)} |\n");
+        }
+        md.Append("\nTargets (issue #8 §1, on CPU time):\n\n| target | before | measured | |\n|---|---|---|---|\n");
+        foreach (var t in Targets(rows))
+        {
+            string value = t.Measured is not double v ? "not run" : t.Text.Contains("ceiling", StringComparison.Ordinal) ? R(100 * v, 0) + " %" : R(v, 2) + "×";
+            md.Append($"| {t.Text} | {t.Before} | {value} | {(t.Measured is null ? "–" : t.Met ? "met" : "missed")} |\n");
+        }
+        return md.ToString();
+    }
+
+    /// <summary>Measures, writes step-cost.csv and step-cost.md into the output folder, and returns the Markdown.</summary>
+    public static string Run(StepCostSettings settings, TextWriter log)
+    {
+        settings.Validate();
+        var folder = Path.GetFullPath(settings.OutputFolder);
+        Directory.CreateDirectory(folder);
+        int savedThreads = torch.get_num_threads();
+        torch.set_num_threads(settings.Threads);
+        try
+        {
+            var variants = settings.Variants.Select(n =>
+            {
+                var options = Options(n);
+                options.KeepNativeMemory = settings.KeepNativeMemory;
+                return new TrainingStepVariant(n, options);
+            }).ToList();
+            var ceilings = new List<double>();
+            var wallCeilings = new List<double>();
+            var costs = TrainingStepBenchmark.Measure(variants, ImageSize, Classes, settings.Batch, settings.Rounds, settings.Steps, seed: 0, afterRound: round =>
+            {
+                ceilings.Add(TrainingStepBenchmark.MatmulGflops(CeilingSize, CeilingIterations, cpuTime: true));
+                wallCeilings.Add(TrainingStepBenchmark.MatmulGflops(CeilingSize, CeilingIterations));
+                log.WriteLine($"round {round + 1}/{settings.Rounds} done, matmul ceiling {R(ceilings[^1], 1)} GFLOP/s (CPU time), {R(wallCeilings[^1], 1)} (wall)");
+            });
+            double ceiling = Median(ceilings);
+            var rows = Rows(costs, settings.Batch, ceiling);
+            var markdown = Markdown(rows, settings, ceilings, wallCeilings);
+            File.WriteAllText(Path.Combine(folder, "step-cost.csv"), Csv(rows, settings.Threads, settings.Batch, ceiling));
+            File.WriteAllText(Path.Combine(folder, "step-cost.md"), markdown);
+            return markdown;
+        }
+        finally
+        {
+            torch.set_num_threads(savedThreads);
+        }
+    }
+
+    private static string Ratio(double? v) => v is double q ? R(q, 2) : "–";
+
+    private static string I(int v) => v.ToString(CultureInfo.InvariantCulture);
+
+    private static string F(double v) => v.ToString("G6", CultureInfo.InvariantCulture);
+
+    private static string R(double v, int digits) => v.ToString("F" + digits, CultureInfo.InvariantCulture);
+}
