@@ -62,6 +62,15 @@ public sealed class StepCostSettings
 public sealed record StepCostRow(TrainingStepCost Cost, string Description, double FlopsPerStep, double? RatioToMixup, double? WallRatioToMixup,
     double Gflops, double CeilingShare);
 
+/// <summary>One Linear layer shape timed in fp32 and in bf16 (inputs, weight and bias cast to bf16, the output back to fp32).</summary>
+/// <param name="Layer">Which layer of the model (or the 2048² reference).</param>
+/// <param name="Rows">Rows of the input (batch × tokens).</param>
+/// <param name="In">Input features.</param>
+/// <param name="Out">Output features.</param>
+/// <param name="Fp32Gflops">fp32 GFLOP/s on CPU time.</param>
+/// <param name="Bf16Gflops">bf16 GFLOP/s on CPU time, the casts included.</param>
+public sealed record LinearPrecision(string Layer, long Rows, long In, long Out, double Fp32Gflops, double Bf16Gflops);
+
 /// <summary>A target of issue #8 §1 checked against the measured rows.</summary>
 /// <param name="Text">The target as the issue states it.</param>
 /// <param name="Measured">The measured value (a ratio to Mixup, or a share of the ceiling), or null when a needed variant was not run.</param>
@@ -243,6 +252,64 @@ public static class StepCost
         return md.ToString();
     }
 
+    /// <summary>
+    /// fp32 vs bf16 GFLOP/s of the model's Linear layers at <paramref name="batch"/> images (CPU time, median of
+    /// <paramref name="iterations"/> after one warm-up), with the casts a bf16 Linear inside an fp32 model pays, and
+    /// the 2048² reference.
+    /// </summary>
+    public static IReadOnlyList<LinearPrecision> LinearPrecisions(int batch, int iterations = 5)
+    {
+        var model = Options("plain").Model.Clone();
+        model.ImageSize = ImageSize;
+        long rows = (long)batch * (model.PatchCount + 1), w = model.Width, m = model.MlpHidden;
+        var shapes = new (string, long, long, long)[]
+        {
+            ("qkv", rows, w, 3 * w), ("attention projection", rows, w, w), ("MLP fc1", rows, w, m), ("MLP fc2", rows, m, w),
+            ("reference 2048²", CeilingSize, CeilingSize, CeilingSize),
+        };
+        using var generator = new torch.Generator(0);
+        var result = new List<LinearPrecision>();
+        foreach (var (layer, r, k, n) in shapes)
+        {
+            using var scope = torch.NewDisposeScope();
+            var x = torch.randn(new[] { r, k }, generator: generator);
+            var weight = torch.randn(new[] { n, k }, generator: generator);
+            var bias = torch.randn(new[] { n }, generator: generator);
+            double Time(Func<torch.Tensor> f)
+            {
+                f().Dispose();
+                var seconds = new List<double>();
+                for (int i = 0; i < iterations; i++)
+                {
+                    var start = Environment.CpuUsage.TotalTime;
+                    f().Dispose();
+                    seconds.Add((Environment.CpuUsage.TotalTime - start).TotalSeconds);
+                }
+                return 2.0 * r * k * n / Median(seconds) / 1e9;
+            }
+            double fp32 = Time(() => torch.nn.functional.linear(x, weight, bias));
+            double bf16 = Time(() =>
+            {
+                using var inner = torch.NewDisposeScope();
+                return torch.nn.functional.linear(x.to(torch.ScalarType.BFloat16), weight.to(torch.ScalarType.BFloat16), bias.to(torch.ScalarType.BFloat16))
+                    .to(torch.ScalarType.Float32).MoveToOuterDisposeScope();
+            });
+            result.Add(new LinearPrecision(layer, r, k, n, fp32, bf16));
+        }
+        return result;
+    }
+
+    /// <summary>The Markdown table of <see cref="LinearPrecisions"/>.</summary>
+    public static string LinearPrecisionMarkdown(IReadOnlyList<LinearPrecision> rows)
+    {
+        var md = new StringBuilder("\nMixed precision, where bf16 pays: the model's Linear layers alone, forward, CPU time ");
+        md.Append("(bf16 includes casting input, weight and bias to bf16 and the output back to fp32, as a bf16 Linear inside an fp32 model must):\n\n");
+        md.Append("| layer | shape | fp32 GFLOP/s | bf16 GFLOP/s | bf16 / fp32 |\n|---|---|---|---|---|\n");
+        foreach (var r in rows)
+            md.Append($"| {r.Layer} | [{r.Rows}×{r.In}]·[{r.In}×{r.Out}] | {R(r.Fp32Gflops, 1)} | {R(r.Bf16Gflops, 1)} | {R(r.Bf16Gflops / r.Fp32Gflops, 2)}× |\n");
+        return md.ToString();
+    }
+
     /// <summary>Measures, writes step-cost.csv and step-cost.md into the output folder, and returns the Markdown.</summary>
     public static string Run(StepCostSettings settings, TextWriter log)
     {
@@ -269,7 +336,8 @@ public static class StepCost
             });
             double ceiling = Median(ceilings);
             var rows = Rows(costs, settings.Batch, ceiling);
-            var markdown = Markdown(rows, settings, ceilings, wallCeilings);
+            log.WriteLine("timing the Linear layers in fp32 and bf16");
+            var markdown = Markdown(rows, settings, ceilings, wallCeilings) + LinearPrecisionMarkdown(LinearPrecisions(settings.Batch));
             File.WriteAllText(Path.Combine(folder, "step-cost.csv"), Csv(rows, settings.Threads, settings.Batch, ceiling));
             File.WriteAllText(Path.Combine(folder, "step-cost.md"), markdown);
             return markdown;

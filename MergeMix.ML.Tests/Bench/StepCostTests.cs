@@ -107,4 +107,16 @@ public sealed class StepCostTests
         Assert.IsTrue(MergeMix.ML.Runtime.NativeMemory.KeepFreedMemory());
         Assert.IsTrue(MergeMix.ML.Runtime.NativeMemory.KeepFreedMemory(), "a second call keeps them");
     }
+
+    [TestMethod]
+    public void LinearPrecisionTableHasTheModelsLayersAndTheReference()
+    {
+        var rows = StepCost.LinearPrecisions(batch: 2, iterations: 1);
+        CollectionAssert.AreEqual(new[] { "qkv", "attention projection", "MLP fc1", "MLP fc2", "reference 2048²" }, rows.Select(r => r.Layer).ToArray());
+        Assert.AreEqual(2 * 65, rows[0].Rows, "2 images × (64 patches + CLS)");
+        Assert.AreEqual((96L, 288L), (rows[0].In, rows[0].Out));
+        Assert.AreEqual((384L, 96L), (rows[3].In, rows[3].Out));
+        Assert.IsTrue(rows.All(r => r.Fp32Gflops > 0 && r.Bf16Gflops > 0));
+        StringAssert.Contains(StepCost.LinearPrecisionMarkdown(rows), "| qkv | [130×96]·[96×288] |");
+    }
 }
