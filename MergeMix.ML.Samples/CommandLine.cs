@@ -40,10 +40,18 @@ internal static class CommandLine
                                   [--out DIR] [--seeds N] [--train N] [--val N] [--test N] [--prior P] [--pretrain N]
                                   [--pretrain-epochs N] [--max-sft-epochs N] [--patience N] [--min-delta X]
                                   [--extra-epochs N] [--threads N] [--resume] [--first-seed N]
+          stress                  TorchSharp Scalar race check: trainer, mixer and preference fits, each in a child
+                                  process, while a thread runs GC.Collect + WaitForPendingFinalizers; counts crashes.
+                                  [--workload all|trainer,mixer,preference] [--fits N] [--fits-per-child N]
+                                  [--min-steps N] [--seed N] [--threads N] [--out DIR] [--csv NAME]
+                                  [--overhead [--reps N]] (KeptAliveAdamW vs TorchSharp's AdamW step time)
           finetune                Few-shot training on new classes from scratch vs from a checkpoint file (yours with
                                   --weights, timm/HF safetensors or .bin; else one pretrained here on the other classes).
                                   [--data CIFAR_FOLDER] [--weights FILE --heads N [--norm imagenet|half]] [--out DIR]
                                   [--per-class N] [--epochs N] [--pretrain-epochs N] [--threads N] [--seed N]
+          soak                    Managed and native memory (soak.csv, soak.png) over a long run of the
+                                  cifar10-small model on synthetic scenes, sampled every --every steps.
+                                  [--steps N] [--every N] [--batch N] [--mixer NAME] [--threads N] [--out DIR] [--resume]
         """;
 
     public static async Task<int> RunAsync(string[] args)
@@ -61,7 +69,9 @@ internal static class CommandLine
                 case "stepcost": StepCostCommand.Run(options); return 0;
                 case "align": AlignCommand.Run(options); return 0;
                 case "align-prior": AlignPriorCommand.Run(options); return 0;
+                case "stress": StressCommand.Run(options); return 0;
                 case "finetune": FineTuneCommand.Run(options); return 0;
+                case "soak": SoakCommand.Run(options); return 0;
                 case "help" or "--help" or "-h": Console.WriteLine(Usage); return 0;
                 default:
                     Console.Error.WriteLine($"Unknown command '{command}'.");

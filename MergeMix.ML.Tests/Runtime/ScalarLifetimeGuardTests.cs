@@ -77,6 +77,22 @@ public sealed class ScalarLifetimeGuardTests
     }
 
     [TestMethod]
+    public void WaiverCoversOnlyItsLineAndNeedsAReason()
+    {
+        var findings = ScalarLifetimeGuard.CheckSnippet("""
+            using TorchSharp;
+            using static TorchSharp.torch;
+            static class C
+            {
+                static Tensor A(Tensor t) => t * 0.5; // ScalarGuard:allow compared against upstream on purpose
+                static Tensor B(Tensor t) => t * 0.5;
+                static Tensor D(Tensor t) => t * 0.5; // ScalarGuard:allow because
+            }
+            """);
+        CollectionAssert.AreEqual(new[] { 6, 7 }, findings.Select(f => f.Line).ToArray(), string.Join("\n", findings));
+    }
+
+    [TestMethod]
     public void IlScanFindsTorchSharpsInternalScalars()
     {
         var creators = TorchSharpScalarCreators.Load();

@@ -11,21 +11,43 @@ namespace MergeMix.ML.Runtime;
 /// <remarks>
 /// TorchSharp 0.107's <see cref="AdamW.step"/> converts its hyper-parameters to temporary Scalars for every parameter
 /// and step (<c>param.mul_(1 - lr * weight_decay)</c>, <c>add_(grad, alpha: 1 - beta1)</c>, ...), about ten per
-/// parameter, the largest source of the Scalar finalizer race in a training loop (see <see cref="Scalars"/>). The ops
-/// and their order are the same as upstream's, so results are bit-identical to <see cref="AdamW"/>.
+/// parameter. A Scalar's finalizer can free its native handle while libtorch still reads it, which crashes or corrupts
+/// a long training loop at random (README, Known issues); the optimizer is the largest source of such temporaries. The
+/// ops and their order are the same as upstream's, so results are bit-identical to <see cref="AdamW"/>, and it is an
+/// <see cref="AdamW"/>: parameter groups, <see cref="AdamW.Options"/> (β, ε, amsgrad, maximize, per-group rates),
+/// learning-rate schedulers and state_dict work unchanged. Use it in your own TorchSharp training loops in place of
+/// <c>torch.optim.AdamW</c>.
 /// </remarks>
-internal sealed class KeptAliveAdamW : AdamW
+/// <example>
+/// <code>
+/// using var model = TorchSharp.torch.nn.Linear(4, 2);
+/// using var optimizer = new KeptAliveAdamW(model.parameters(), lr: 1e-3, weightDecay: 0.05);
+/// using var inputs = TorchSharp.torch.randn(8, 4);
+/// using var targets = TorchSharp.torch.randn(8, 2);
+/// for (int step = 0; step &lt; 10; step++)
+/// {
+///     using var scope = TorchSharp.torch.NewDisposeScope();
+///     optimizer.zero_grad();
+///     TorchSharp.torch.nn.functional.mse_loss(model.call(inputs), targets).backward();
+///     optimizer.step();
+/// }
+/// </code>
+/// </example>
+public sealed class KeptAliveAdamW : AdamW
 {
+    /// <summary>One parameter group with learning rate <paramref name="lr"/> and decoupled weight decay <paramref name="weightDecay"/>; β = (0.9, 0.999), ε = 1e-8, TorchSharp's defaults.</summary>
     public KeptAliveAdamW(IEnumerable<Parameter> parameters, double lr, double weightDecay)
         : base(parameters, lr, weight_decay: weightDecay)
     {
     }
 
+    /// <summary>Parameter groups with options of their own; <paramref name="lr"/> and <paramref name="weightDecay"/> apply to groups that leave them unset.</summary>
     public KeptAliveAdamW(IEnumerable<ParamGroup> groups, double lr, double weightDecay)
         : base(groups, lr, weight_decay: weightDecay)
     {
     }
 
+    /// <inheritdoc/>
     public override Tensor step(Func<Tensor>? closure = null) => _step<ParamGroup>(group =>
     {
         var options = (Options)group.Options;
