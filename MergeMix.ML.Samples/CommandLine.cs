@@ -51,7 +51,7 @@ internal static class CommandLine
                                   [--per-class N] [--epochs N] [--pretrain-epochs N] [--threads N] [--seed N]
           soak                    Managed and native memory (soak.csv, soak.png) over a long run of the
                                   cifar10-small model on synthetic scenes, sampled every --every steps.
-                                  [--steps N] [--every N] [--batch N] [--mixer NAME] [--threads N] [--out DIR] [--resume]
+                                  [--steps N] [--every N] [--batch N] [--mixer NAME] [--threads N] [--out DIR] [--resume] [--report]
         """;
 
     public static async Task<int> RunAsync(string[] args)

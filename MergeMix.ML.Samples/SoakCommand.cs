@@ -12,8 +12,10 @@ namespace MergeMix.ML.Samples;
 /// <summary>
 /// Long-run memory check: trains the cifar10-small bench model (online mixing, synthetic 32×32 scenes) for
 /// --steps optimizer steps (batch --batch, the preset's 128 by default) and records managed and native memory every
-/// --every steps (one epoch holds exactly that many steps). Writes soak.csv and soak.png and prints the drift after warm-up. --resume continues from the last
-/// epoch checkpoint in a new process (its rows get the next segment number; memory restarts there).
+/// --every steps (one epoch holds exactly that many steps). Writes soak.csv and soak.png and prints the drift after
+/// warm-up. --resume continues from the last epoch checkpoint in a new process (its rows get the next segment number;
+/// memory restarts there). --report only redraws soak.png and the drift from the soak.csv in --out (give the run's
+/// options so the title says what ran), e.g. while a run is still going.
 /// </summary>
 internal static class SoakCommand
 {
@@ -30,6 +32,13 @@ internal static class SoakCommand
             throw new ArgumentException($"--steps ({steps}) must be a positive multiple of --every ({every}).");
         var output = options.OutputFolder();
         var csv = Path.Combine(output, "soak.csv");
+        string setup = $"{preset.Name}, batch {batch}, {method}, {threads} thread{(threads == 1 ? "" : "s")}";
+        if (options.Get("report") is not null)
+        {
+            if (!File.Exists(csv)) throw new ArgumentException($"--report redraws an existing soak.csv; there is none in {output}.");
+            Report(csv, Path.Combine(output, "soak.png"), steps, setup);
+            return;
+        }
         var checkpoint = Path.Combine(output, "soak-checkpoint");
         if (!resume)
         {
@@ -62,7 +71,7 @@ internal static class SoakCommand
                 $"  step {report.Epoch * every}: managed {managed:F1} MiB, RSS {rss:F1} MiB, {report.Seconds:F1} s/epoch, loss {report.TrainLoss:F3} [{watch.Elapsed:hh\\:mm\\:ss}]"));
         });
         using (ml.MulticlassClassification.Trainers.VisionTransformer(trainer).Fit(train)) { }
-        Report(csv, Path.Combine(output, "soak.png"), steps);
+        Report(csv, Path.Combine(output, "soak.png"), steps, setup);
     }
 
     // Live managed bytes after a full collection, and the process's resident set as the kernel counts it.
@@ -83,7 +92,7 @@ internal static class SoakCommand
     }
 
     /// <summary>Plots every segment and prints the drift of the last one after its first fifth (warm-up).</summary>
-    internal static void Report(string csv, string png, int plannedSteps)
+    internal static void Report(string csv, string png, int plannedSteps, string setup)
     {
         var rows = File.ReadLines(csv).Skip(1).Select(l => l.Split(','))
             .Select(p => (Segment: int.Parse(p[0], CultureInfo.InvariantCulture), Step: double.Parse(p[1], CultureInfo.InvariantCulture),
@@ -95,7 +104,7 @@ internal static class SoakCommand
             series.Add(new PlotSeries("RSS (managed + native)" + suffix, group.Select(r => r.Step).ToList(), group.Select(r => r.Rss).ToList()));
             series.Add(new PlotSeries("managed (GC.GetTotalMemory)" + suffix, group.Select(r => r.Step).ToList(), group.Select(r => r.Managed).ToList()));
         }
-        LinePlot.Save(png, $"Soak: memory over {rows.Max(r => r.Step):F0} of {plannedSteps} training steps", "step", "MiB", series);
+        LinePlot.Save(png, $"Soak: {setup} ({rows.Max(r => r.Step):F0}/{plannedSteps} steps)", "optimizer step", "MiB", series);
 
         var last = rows.Where(r => r.Segment == rows.Max(x => x.Segment)).ToList();
         double start = last.First().Step + (last.Last().Step - last.First().Step) / 5;
