@@ -21,7 +21,7 @@ namespace MergeMix.ML.Samples;
 /// Options: --out DIR, --seeds N (seeds 1..N), --train N / --val N / --test N (images; the test size is per split),
 /// --prior P (probability of each typical attribute in train/val/in-distribution test), --pretrain N,
 /// --pretrain-epochs N, --max-sft-epochs N, --patience N (epochs without a validation-CE gain of --min-delta),
-/// --extra-epochs N, --threads N, --resume (keep finished seeds/variants and checkpoints), --first-seed N (start at seed N).
+/// --extra-epochs N, --threads N, --resume (keep finished seeds/variants and checkpoints), --first-seed N (start at seed N), --variants a,b (only these).
 /// </remarks>
 internal static class AlignPriorCommand
 {
@@ -71,16 +71,21 @@ internal static class AlignPriorCommand
             if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
         }
         // --first-seed lets a second process share the output folder and take the later seeds (results are appended line by line).
+        // --variants a,b splits one seed's variants between processes sharing the folder (each variant has its own checkpoints).
+        var only = options.Get("variants")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
+        foreach (var unknown in only?.Where(k => Variants.All(v => v.Key != k)) ?? Enumerable.Empty<string>())
+            throw new ArgumentException($"--variants: unknown variant '{unknown}'; expected some of {string.Join(", ", Variants.Select(v => v.Key))}.");
         for (int seed = options.GetInt("first-seed", 1); seed <= s.Seeds; seed++)
         {
-            RunSeed(s, seed, output, resultsPath);
+            RunSeed(s, seed, output, resultsPath, only);
             Report(s, output, resultsPath);
         }
     }
 
-    private static void RunSeed(Settings s, int seed, string output, string resultsPath)
+    private static void RunSeed(Settings s, int seed, string output, string resultsPath, IReadOnlySet<string>? only)
     {
         var done = ReadResults(resultsPath).Where(r => r.Seed == seed).Select(r => r.Variant).ToHashSet();
+        if (only is not null) done.UnionWith(Variants.Select(v => v.Key).Where(k => !only.Contains(k)));
         if (Variants.All(v => done.Contains(v.Key)) && done.Contains("sft")) { Console.WriteLine($"Seed {seed}: done, kept."); return; }
         var total = Stopwatch.StartNew();
         var prior = new SyntheticShapesOptions { AttributePrior = s.Prior };

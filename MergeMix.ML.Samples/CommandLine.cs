@@ -39,7 +39,7 @@ internal static class CommandLine
                                   in-distribution and a counter-prior split. Resumable.
                                   [--out DIR] [--seeds N] [--train N] [--val N] [--test N] [--prior P] [--pretrain N]
                                   [--pretrain-epochs N] [--max-sft-epochs N] [--patience N] [--min-delta X]
-                                  [--extra-epochs N] [--threads N] [--resume] [--first-seed N]
+                                  [--extra-epochs N] [--threads N] [--resume] [--first-seed N] [--variants a,b]
           stress                  TorchSharp Scalar race check: trainer, mixer and preference fits, each in a child
                                   process, while a thread runs GC.Collect + WaitForPendingFinalizers; counts crashes.
                                   [--workload all|trainer,mixer,preference] [--fits N] [--fits-per-child N]
