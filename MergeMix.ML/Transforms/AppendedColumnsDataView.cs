@@ -16,13 +16,12 @@ internal sealed class AppendedColumnsDataView : IDataView, IDerivedDataView
 {
     private readonly IDataView _source;
     private readonly ComputedColumn[] _computed;
-    private readonly int[] _sourceIndexOfOutput; // -1 for computed columns
-    private readonly int[] _computedIndexOfOutput;
+    private readonly AppendedSchema _layout;
     private readonly long _rowCount;
     private readonly Action<IReadOnlyCollection<DataViewSchema.Column>>? _onCursor;
 
     /// <summary>A column to add: its name, type, optional annotations and a getter of the value of row <c>r</c>.</summary>
-    internal sealed record ComputedColumn(string Name, DataViewType Type, Delegate ValueOfRow, DataViewSchema.Annotations? Annotations = null);
+    internal sealed record ComputedColumn(string Name, DataViewType Type, Delegate ValueOfRow, DataViewSchema.Annotations? Annotations = null) : IAppendedColumn;
 
     public AppendedColumnsDataView(IDataView source, long rowCount, params ComputedColumn[] computed) : this(source, rowCount, null, computed)
     {
@@ -38,33 +37,14 @@ internal sealed class AppendedColumnsDataView : IDataView, IDerivedDataView
         _source = source;
         _computed = computed;
         _rowCount = rowCount;
-        var names = new HashSet<string>(computed.Select(c => c.Name));
-        var builder = new DataViewSchema.Builder();
-        var sourceIndex = new List<int>();
-        var computedIndex = new List<int>();
-        foreach (var column in source.Schema)
-        {
-            if (names.Contains(column.Name) || column.IsHidden) continue;
-            builder.AddColumn(column.Name, column.Type, column.Annotations);
-            sourceIndex.Add(column.Index);
-            computedIndex.Add(-1);
-        }
-        for (int i = 0; i < computed.Length; i++)
-        {
-            builder.AddColumn(computed[i].Name, computed[i].Type, computed[i].Annotations);
-            sourceIndex.Add(-1);
-            computedIndex.Add(i);
-        }
-        Schema = builder.ToSchema();
-        _sourceIndexOfOutput = sourceIndex.ToArray();
-        _computedIndexOfOutput = computedIndex.ToArray();
+        _layout = new AppendedSchema(source.Schema, computed);
     }
 
     public IDataView Source => _source;
 
     public bool CanShuffle => false;
 
-    public DataViewSchema Schema { get; }
+    public DataViewSchema Schema => _layout.Schema;
 
     public long? GetRowCount() => _rowCount;
 
@@ -72,8 +52,7 @@ internal sealed class AppendedColumnsDataView : IDataView, IDerivedDataView
     {
         columnsNeeded = columnsNeeded.ToArray();
         _onCursor?.Invoke((IReadOnlyCollection<DataViewSchema.Column>)columnsNeeded);
-        var needed = columnsNeeded.Select(c => _sourceIndexOfOutput[c.Index]).Where(i => i >= 0).Select(i => _source.Schema[i]);
-        return new Cursor(this, _source.GetRowCursor(needed));
+        return new Cursor(this, _source.GetRowCursor(_layout.SourceColumns(columnsNeeded)));
     }
 
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
@@ -110,15 +89,15 @@ internal sealed class AppendedColumnsDataView : IDataView, IDerivedDataView
 
         public override bool IsColumnActive(DataViewSchema.Column column)
         {
-            int source = _view._sourceIndexOfOutput[column.Index];
+            int source = _view._layout.SourceIndexOfOutput[column.Index];
             return source < 0 || _input.IsColumnActive(_input.Schema[source]);
         }
 
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
         {
-            int source = _view._sourceIndexOfOutput[column.Index];
+            int source = _view._layout.SourceIndexOfOutput[column.Index];
             if (source >= 0) return _input.GetGetter<TValue>(_input.Schema[source]);
-            var computed = _view._computed[_view._computedIndexOfOutput[column.Index]];
+            var computed = _view._computed[_view._layout.AppendedIndexOfOutput[column.Index]];
             if (computed.ValueOfRow is not Func<long, TValue> valueOfRow)
                 throw new InvalidOperationException($"Column '{column.Name}' is of type {computed.Type}, not {typeof(TValue).Name}.");
             return (ref TValue value) => value = valueOfRow(_position);
@@ -130,4 +109,58 @@ internal sealed class AppendedColumnsDataView : IDataView, IDerivedDataView
             base.Dispose(disposing);
         }
     }
+}
+
+/// <summary>A column that a view adds after (or in place of) its source's columns.</summary>
+internal interface IAppendedColumn
+{
+    string Name { get; }
+    DataViewType Type { get; }
+    DataViewSchema.Annotations? Annotations { get; }
+}
+
+/// <summary>
+/// The schema of a view that passes its source's visible columns through, less those an appended column of the same name
+/// replaces, and appends its own columns after them; and where each output column comes from.
+/// </summary>
+internal sealed class AppendedSchema
+{
+    private readonly DataViewSchema _source;
+
+    public AppendedSchema(DataViewSchema source, IReadOnlyList<IAppendedColumn> appended)
+    {
+        _source = source;
+        var names = appended.Select(c => c.Name).ToHashSet();
+        var builder = new DataViewSchema.Builder();
+        var sourceIndex = new List<int>();
+        var appendedIndex = new List<int>();
+        foreach (var column in source)
+        {
+            if (names.Contains(column.Name) || column.IsHidden) continue;
+            builder.AddColumn(column.Name, column.Type, column.Annotations);
+            sourceIndex.Add(column.Index);
+            appendedIndex.Add(-1);
+        }
+        for (int i = 0; i < appended.Count; i++)
+        {
+            builder.AddColumn(appended[i].Name, appended[i].Type, appended[i].Annotations);
+            sourceIndex.Add(-1);
+            appendedIndex.Add(i);
+        }
+        Schema = builder.ToSchema();
+        SourceIndexOfOutput = sourceIndex.ToArray();
+        AppendedIndexOfOutput = appendedIndex.ToArray();
+    }
+
+    public DataViewSchema Schema { get; }
+
+    /// <summary>The source column index of each output column; -1 for appended ones.</summary>
+    public int[] SourceIndexOfOutput { get; }
+
+    /// <summary>The index in the appended columns of each output column; -1 for passed-through ones.</summary>
+    public int[] AppendedIndexOfOutput { get; }
+
+    /// <summary>The source columns that the passed-through columns among <paramref name="columnsNeeded"/> read.</summary>
+    public IEnumerable<DataViewSchema.Column> SourceColumns(IEnumerable<DataViewSchema.Column> columnsNeeded) =>
+        columnsNeeded.Select(c => SourceIndexOfOutput[c.Index]).Where(i => i >= 0).Select(i => _source[i]);
 }

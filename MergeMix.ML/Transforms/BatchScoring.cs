@@ -42,7 +42,7 @@ internal static class DataLineage
 }
 
 /// <summary>An output column of a <see cref="BatchScorer{TInput}"/>.</summary>
-internal sealed record ScoredColumn(string Name, DataViewType Type, DataViewSchema.Annotations? Annotations = null);
+internal sealed record ScoredColumn(string Name, DataViewType Type, DataViewSchema.Annotations? Annotations = null) : IAppendedColumn;
 
 /// <summary>
 /// The one scoring path of a model transformer: which input columns it reads, how one row's inputs are read and
@@ -92,40 +92,20 @@ internal sealed class BatchScoredDataView<TInput> : IDataView, IDerivedDataView
 {
     private readonly IDataView _source;
     private readonly BatchScorer<TInput> _scorer;
-    private readonly int[] _sourceIndexOfOutput; // -1 for scored columns
-    private readonly int[] _scoredIndexOfOutput;
+    private readonly AppendedSchema _layout;
 
     public BatchScoredDataView(IDataView source, BatchScorer<TInput> scorer)
     {
         _source = source;
         _scorer = scorer;
-        var names = scorer.Outputs.Select(o => o.Name).ToHashSet();
-        var builder = new DataViewSchema.Builder();
-        var sourceIndex = new List<int>();
-        var scoredIndex = new List<int>();
-        foreach (var column in source.Schema)
-        {
-            if (names.Contains(column.Name) || column.IsHidden) continue;
-            builder.AddColumn(column.Name, column.Type, column.Annotations);
-            sourceIndex.Add(column.Index);
-            scoredIndex.Add(-1);
-        }
-        for (int i = 0; i < scorer.Outputs.Count; i++)
-        {
-            builder.AddColumn(scorer.Outputs[i].Name, scorer.Outputs[i].Type, scorer.Outputs[i].Annotations);
-            sourceIndex.Add(-1);
-            scoredIndex.Add(i);
-        }
-        Schema = builder.ToSchema();
-        _sourceIndexOfOutput = sourceIndex.ToArray();
-        _scoredIndexOfOutput = scoredIndex.ToArray();
+        _layout = new AppendedSchema(source.Schema, scorer.Outputs);
     }
 
     public IDataView Source => _source;
 
     public bool CanShuffle => false;
 
-    public DataViewSchema Schema { get; }
+    public DataViewSchema Schema => _layout.Schema;
 
     public long? GetRowCount() => _source.GetRowCount();
 
@@ -134,8 +114,8 @@ internal sealed class BatchScoredDataView<TInput> : IDataView, IDerivedDataView
         var needed = columnsNeeded.ToArray();
         var active = new bool[_scorer.Outputs.Count];
         foreach (var c in needed)
-            if (_scoredIndexOfOutput[c.Index] >= 0) active[_scoredIndexOfOutput[c.Index]] = true;
-        var passThrough = needed.Select(c => _sourceIndexOfOutput[c.Index]).Where(i => i >= 0).Select(i => _source.Schema[i]);
+            if (_layout.AppendedIndexOfOutput[c.Index] >= 0) active[_layout.AppendedIndexOfOutput[c.Index]] = true;
+        var passThrough = _layout.SourceColumns(needed);
         DataViewRowCursor? ahead = null;
         if (active.Any(a => a))
         {
@@ -191,15 +171,15 @@ internal sealed class BatchScoredDataView<TInput> : IDataView, IDerivedDataView
 
         public override bool IsColumnActive(DataViewSchema.Column column)
         {
-            int source = _view._sourceIndexOfOutput[column.Index];
-            return source < 0 ? _active[_view._scoredIndexOfOutput[column.Index]] : _input.IsColumnActive(_input.Schema[source]);
+            int source = _view._layout.SourceIndexOfOutput[column.Index];
+            return source < 0 ? _active[_view._layout.AppendedIndexOfOutput[column.Index]] : _input.IsColumnActive(_input.Schema[source]);
         }
 
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
         {
-            int source = _view._sourceIndexOfOutput[column.Index];
+            int source = _view._layout.SourceIndexOfOutput[column.Index];
             if (source >= 0) return _input.GetGetter<TValue>(_input.Schema[source]);
-            int output = _view._scoredIndexOfOutput[column.Index];
+            int output = _view._layout.AppendedIndexOfOutput[column.Index];
             var scored = _view._scorer.Outputs[output];
             if (!_active[output])
                 throw new InvalidOperationException($"Column '{scored.Name}' was not requested when the cursor was created.");
