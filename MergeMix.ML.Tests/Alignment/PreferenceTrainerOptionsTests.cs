@@ -1,6 +1,7 @@
 using MergeMix.ML.Alignment;
 using TorchSharp;
 using static TorchSharp.torch;
+using static MergeMix.ML.Tests.Alignment.PreferenceFixtures;
 
 namespace MergeMix.ML.Tests.Alignment;
 
@@ -8,31 +9,12 @@ namespace MergeMix.ML.Tests.Alignment;
 [TestClass]
 public sealed class PreferenceTrainerOptionsTests
 {
-    private static readonly string[] Colors = { "red", "green", "blue" };
-    private const string Prompt = "what color is the shape?";
+    private const string LongAnswer = "a very long answer about the shape.";
 
-    private static MultimodalTokenizer Tokenizer() => MultimodalTokenizer.CreateFromCorpus(
-        Colors.Select(c => $"a {c} shape.").Append(Prompt).Append("a very long answer about the shape."));
-
-    private static MultimodalLm Model(int maxTextLength = 16) =>
-        new(new TinyPatchEncoder(), Tokenizer(), new MultimodalLmOptions { ModelDim = 32, Layers = 2, Heads = 2, MaxTextLength = maxTextLength, InitSeed = 11 });
-
-    private static Tensor Images(int n)
-    {
-        var data = new float[n * 3 * 8 * 8];
-        for (int i = 0; i < n; i++)
-            for (int c = 0; c < 3; c++)
-                Array.Fill(data, c == i % 3 ? 0.8f + 0.01f * i : 0.1f, (i * 3 + c) * 64, 64);
-        return tensor(data, new long[] { n, 3, 8, 8 });
-    }
+    private static MultimodalLm Model(int maxTextLength = 16) => ColorModel(ColorTokenizer(LongAnswer), maxTextLength);
 
     // Answers of different lengths, so that per-step token normalisation matters for accumulation.
-    private static string Caption(int i) => i % 4 == 3 ? "a very long answer about the shape." : $"a {Colors[i % 3]} shape.";
-
-    private static PreferenceDataset ColorPairs(int n) => PreferenceDataset.FromPairs(
-        Images(n), Enumerable.Repeat(Prompt, n).ToArray(),
-        Enumerable.Range(0, n).Select(Caption).ToArray(),
-        Enumerable.Range(0, n).Select(i => Caption(i + 1)).ToArray());
+    private static string MixedLengthCaption(int i) => i % 4 == 3 ? LongAnswer : ColorCaption(i);
 
     private static float[] Weights(nn.Module m) => m.parameters().SelectMany(p => p.detach().cpu().data<float>().ToArray()).ToArray();
 
@@ -59,7 +41,7 @@ public sealed class PreferenceTrainerOptionsTests
     [TestMethod]
     public void TrainerLogsTheScheduledLearningRate()
     {
-        using var data = ColorPairs(8);
+        using var data = ColorPairs(8, MixedLengthCaption);
         using var model = Model();
         using var trainer = new PreferenceTrainer(model, new PreferenceTrainerOptions
         {
@@ -80,7 +62,7 @@ public sealed class PreferenceTrainerOptionsTests
         {
             float[] Train(int batchSize, int accumulation)
             {
-                using var data = ColorPairs(12);
+                using var data = ColorPairs(12, MixedLengthCaption);
                 using var model = Model();
                 using var trainer = new PreferenceTrainer(model, new PreferenceTrainerOptions
                 {
@@ -125,7 +107,7 @@ public sealed class PreferenceTrainerOptionsTests
     public void TruncationModesInTheTrainer()
     {
         // Context of 8 tokens: "<image> what color is the shape?" and the long answer do not fit together.
-        using var data = ColorPairs(4);
+        using var data = ColorPairs(4, MixedLengthCaption);
         using var model = Model(maxTextLength: 8);
         var error = Assert.ThrowsExactly<ArgumentException>(() =>
         {
@@ -164,7 +146,7 @@ public sealed class PreferenceTrainerOptionsTests
             (PreferenceObjective.IpoSummed, 0, _ => Math.Pow(1 / (2 * 0.5), 2)),
             (PreferenceObjective.Rpo, 0, ce => ln2 + ce),
         };
-        using var data = ColorPairs(6);
+        using var data = ColorPairs(6, MixedLengthCaption);
         foreach (var (objective, smoothing, expected) in cases)
         {
             using var model = Model();
@@ -196,7 +178,7 @@ public sealed class PreferenceTrainerOptionsTests
     [TestMethod]
     public void SimPoLogsAveragedLogpsAndLogits()
     {
-        using var data = ColorPairs(6);
+        using var data = ColorPairs(6, MixedLengthCaption);
         using var model = Model();
         using var simpo = new PreferenceTrainer(model, new PreferenceTrainerOptions { Objective = PreferenceObjective.SimPo, Beta = 2, BatchSize = 6 });
         using var dpo = new PreferenceTrainer(model, new PreferenceTrainerOptions
@@ -216,10 +198,10 @@ public sealed class PreferenceTrainerOptionsTests
     public void PrecomputedReferenceIsKeptPerDataset()
     {
         // Two datasets of the same size: the second must get its own reference values, not the first's.
-        using var first = ColorPairs(6);
-        using var second = PreferenceDataset.FromPairs(Images(6), Enumerable.Repeat(Prompt, 6).ToArray(),
-            Enumerable.Range(0, 6).Select(i => Caption(i + 2)).ToArray(), Enumerable.Range(0, 6).Select(Caption).ToArray());
-        using var third = ColorPairs(5);
+        using var first = ColorPairs(6, MixedLengthCaption);
+        using var second = PreferenceDataset.FromPairs(ColorImages(6), Enumerable.Repeat(ColorPrompt, 6).ToArray(),
+            Enumerable.Range(0, 6).Select(i => MixedLengthCaption(i + 2)).ToArray(), Enumerable.Range(0, 6).Select(MixedLengthCaption).ToArray());
+        using var third = ColorPairs(5, MixedLengthCaption);
         using var model = Model();
         using var trainer = new PreferenceTrainer(model, new PreferenceTrainerOptions
         {

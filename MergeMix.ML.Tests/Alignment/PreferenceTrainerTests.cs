@@ -2,6 +2,7 @@ using MergeMix.ML.Alignment;
 using MergeMix.ML.Mixing;
 using TorchSharp;
 using static TorchSharp.torch;
+using static MergeMix.ML.Tests.Alignment.PreferenceFixtures;
 
 namespace MergeMix.ML.Tests.Alignment;
 
@@ -28,35 +29,10 @@ internal sealed class FakeBlendPolicy(float lambda) : IMixPolicy
 [TestClass]
 public sealed class PreferenceTrainerTests
 {
-    private static readonly string[] Colors = { "red", "green", "blue" };
-    private const string Prompt = "what color is the shape?";
-
-    private static MultimodalTokenizer Tokenizer() => MultimodalTokenizer.CreateFromCorpus(
-        Colors.Select(c => $"a {c} shape.").Append(Prompt).Append("there are 3 shapes."));
-
-    private static MultimodalLm Model() => new(new TinyPatchEncoder(), Tokenizer(), MultimodalLmOptions());
-
-    private static MultimodalLmOptions MultimodalLmOptions() => new() { ModelDim = 32, Layers = 2, Heads = 2, MaxTextLength = 16, InitSeed = 11 };
-
-    // n images of solid colours cycling red, green, blue, with a small per-row brightness change.
-    private static Tensor Images(int n)
-    {
-        var data = new float[n * 3 * 8 * 8];
-        for (int i = 0; i < n; i++)
-            for (int c = 0; c < 3; c++)
-                Array.Fill(data, c == i % 3 ? 0.8f + 0.01f * i : 0.1f, (i * 3 + c) * 64, 64);
-        return tensor(data, new long[] { n, 3, 8, 8 });
-    }
-
-    private static string Caption(int i) => $"a {Colors[i % 3]} shape.";
-
-    private static PreferenceDataset ColorPairs(int n, Action<string>? warning = null) => PreferenceDataset.FromPairs(
-        Images(n), Enumerable.Repeat(Prompt, n).ToArray(),
-        Enumerable.Range(0, n).Select(Caption).ToArray(),
-        Enumerable.Range(0, n).Select(i => Caption(i + 1)).ToArray(), warning);
+    private static MultimodalLm Model() => ColorModel(ColorTokenizer("there are 3 shapes."));
 
     private static PreferenceDataset MixedPairs(int n, float lambda = 0.5f) => PreferenceDataset.FromMixing(
-        Images(n), Enumerable.Repeat(Prompt, n).ToArray(), Enumerable.Range(0, n).Select(Caption).ToArray(),
+        ColorImages(n), Enumerable.Repeat(ColorPrompt, n).ToArray(), Enumerable.Range(0, n).Select(ColorCaption).ToArray(),
         new FakeBlendPolicy(lambda), seed: 5, groupSize: 4);
 
     private static float[][] Snapshot(nn.Module m) => m.parameters().Select(p => p.detach().cpu().data<float>().ToArray()).ToArray();
@@ -64,7 +40,7 @@ public sealed class PreferenceTrainerTests
     [TestMethod]
     public void DpoStepLeavesTheReferenceUnchanged()
     {
-        using var data = ColorPairs(6);
+        using var data = ColorPairs(6, ColorCaption);
         using var model = Model();
         using var trainer = new PreferenceTrainer(model,
             new PreferenceTrainerOptions { Objective = PreferenceObjective.Dpo, Beta = 0.1, SftWeight = 0, BatchSize = 6, LearningRate = 1e-2 },
@@ -138,7 +114,7 @@ public sealed class PreferenceTrainerTests
     [TestMethod]
     public void DpoOnExplicitPairsRaisesPreferenceAccuracy()
     {
-        using var data = ColorPairs(12);
+        using var data = ColorPairs(12, ColorCaption);
         using var model = Model();
         using var trainer = new PreferenceTrainer(model, new PreferenceTrainerOptions
         {
@@ -157,8 +133,8 @@ public sealed class PreferenceTrainerTests
     public void DetachRejectedTrainsOnlyTheChosenBranch()
     {
         // Identical sides: the SimPO gradients of the two branches cancel unless the rejected one is detached.
-        using var data = PreferenceDataset.FromPairs(Images(4), Enumerable.Repeat(Prompt, 4).ToArray(),
-            Enumerable.Range(0, 4).Select(Caption).ToArray(), Enumerable.Range(0, 4).Select(Caption).ToArray());
+        using var data = PreferenceDataset.FromPairs(ColorImages(4), Enumerable.Repeat(ColorPrompt, 4).ToArray(),
+            Enumerable.Range(0, 4).Select(ColorCaption).ToArray(), Enumerable.Range(0, 4).Select(ColorCaption).ToArray());
         double GradNorm(bool detach)
         {
             using var model = Model();
@@ -177,7 +153,7 @@ public sealed class PreferenceTrainerTests
     [TestMethod]
     public void SftReportsCrossEntropyAndNoRewards()
     {
-        using var data = ColorPairs(6);
+        using var data = ColorPairs(6, ColorCaption);
         using var model = Model();
         using var trainer = new PreferenceTrainer(model, new PreferenceTrainerOptions { Objective = PreferenceObjective.Sft, BatchSize = 3, Epochs = 4, LearningRate = 5e-3 });
         var history = trainer.Train(data);
@@ -195,7 +171,7 @@ public sealed class PreferenceTrainerTests
     public void ResumedRunMatchesUninterruptedRun()
     {
         var options = new PreferenceTrainerOptions { Objective = PreferenceObjective.Dpo, Beta = 0.5, SftWeight = 0.5, BatchSize = 4, Epochs = 2, LearningRate = 5e-3, Seed = 3 };
-        using var data = ColorPairs(8);
+        using var data = ColorPairs(8, ColorCaption);
 
         using var straightModel = Model();
         using (var straight = new PreferenceTrainer(straightModel, options, () => new TinyPatchEncoder()))
@@ -235,14 +211,14 @@ public sealed class PreferenceTrainerTests
         using var b = MixedPairs(10, lambda: 0.25f);
         CollectionAssert.AreEqual(a.RejectedImages.data<float>().ToArray(), b.RejectedImages.data<float>().ToArray());
         CollectionAssert.AreEqual(Enumerable.Repeat(0.25f, 10).ToArray(), a.Lambdas!.ToArray());
-        CollectionAssert.AreEqual(Images(10).data<float>().ToArray(), a.ChosenImages.data<float>().ToArray());
+        CollectionAssert.AreEqual(ColorImages(10).data<float>().ToArray(), a.ChosenImages.data<float>().ToArray());
         CollectionAssert.AreEqual(a.ChosenAnswers.ToArray(), a.RejectedAnswers.ToArray());
         // Every rejected image is a real blend: it differs from its raw image.
         for (int i = 0; i < 10; i++)
             Assert.IsFalse(a.ChosenImages[i].eq(a.RejectedImages[i]).all().item<bool>(), $"row {i}");
         var policy = new FakeBlendPolicy(0.5f);
-        using var grouped = PreferenceDataset.FromMixing(Images(10), Enumerable.Repeat(Prompt, 10).ToArray(),
-            Enumerable.Range(0, 10).Select(Caption).ToArray(), policy, seed: 1, groupSize: 4);
+        using var grouped = PreferenceDataset.FromMixing(ColorImages(10), Enumerable.Repeat(ColorPrompt, 10).ToArray(),
+            Enumerable.Range(0, 10).Select(ColorCaption).ToArray(), policy, seed: 1, groupSize: 4);
         Assert.AreEqual(2, policy.Calls, "10 rows in groups of 4: the remainder of 2 joins the last group");
     }
 
@@ -250,7 +226,7 @@ public sealed class PreferenceTrainerTests
     public void DegeneratePairsWarnInsteadOfFailing()
     {
         var warnings = new List<string>();
-        using var data = PreferenceDataset.FromPairs(Images(3), new[] { Prompt, Prompt, Prompt },
+        using var data = PreferenceDataset.FromPairs(ColorImages(3), new[] { ColorPrompt, ColorPrompt, ColorPrompt },
             new[] { "a red shape.", "a green shape.", "a blue shape." }, new[] { "a blue shape.", "a green shape.", "a red shape." }, warnings.Add);
         Assert.AreEqual(1, warnings.Count);
         StringAssert.StartsWith(warnings[0], "pair 1:");
@@ -263,13 +239,13 @@ public sealed class PreferenceTrainerTests
         using var model = Model();
         using var trainer = new PreferenceTrainer(model, new PreferenceTrainerOptions { Objective = PreferenceObjective.SimPo });
 
-        using var emptyAnswer = PreferenceDataset.FromPairs(Images(2), new[] { Prompt, Prompt }, new[] { "a red shape.", "" }, new[] { "a blue shape.", "a red shape." });
+        using var emptyAnswer = PreferenceDataset.FromPairs(ColorImages(2), new[] { ColorPrompt, ColorPrompt }, new[] { "a red shape.", "" }, new[] { "a blue shape.", "a red shape." });
         var e1 = Assert.ThrowsExactly<ArgumentException>(() => trainer.Train(emptyAnswer));
         Assert.AreEqual("data", e1.ParamName);
         StringAssert.Contains(e1.Message, "answers[1] is empty");
 
         string longPrompt = string.Join(" ", Enumerable.Repeat("what color is the shape?", 4));
-        using var tooLong = PreferenceDataset.FromPairs(Images(1), new[] { longPrompt }, new[] { "a red shape." }, new[] { "a blue shape." });
+        using var tooLong = PreferenceDataset.FromPairs(ColorImages(1), new[] { longPrompt }, new[] { "a red shape." }, new[] { "a blue shape." });
         var e2 = Assert.ThrowsExactly<ArgumentException>(() => trainer.Train(tooLong));
         StringAssert.Contains(e2.Message, "MaxTextLength = 16");
 
@@ -278,7 +254,7 @@ public sealed class PreferenceTrainerTests
         StringAssert.Contains(e3.Message, "fake-blend");
 
         using var mixedTrainer = new PreferenceTrainer(model, new PreferenceTrainerOptions { Objective = PreferenceObjective.MixedSimPo });
-        using var explicitPairs = ColorPairs(3);
+        using var explicitPairs = ColorPairs(3, ColorCaption);
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => mixedTrainer.Train(explicitPairs)).Message, "FromMixing");
 
         Assert.AreEqual("Beta", Assert.ThrowsExactly<ArgumentOutOfRangeException>(
