@@ -1,4 +1,5 @@
 using MergeMix.ML.Alignment;
+using MergeMix.ML.Vision;
 using static TorchSharp.torch;
 
 namespace MergeMix.ML.Tests.Alignment;
@@ -6,6 +7,28 @@ namespace MergeMix.ML.Tests.Alignment;
 /// <summary>Set-ups shared by the preference-tuning test classes.</summary>
 internal static class PreferenceFixtures
 {
+    /// <summary>
+    /// An estimator small enough to fit the 16×16 synthetic scenes in seconds; each test class sets the epochs and the
+    /// generation length it exercises.
+    /// </summary>
+    public static PreferenceTuningEstimator.Options TinyEstimator(int sftEpochs, int preferenceEpochs, int maxNewTokens) => new()
+    {
+        Encoder = TinyEncoder(),
+        Model = new MultimodalLmOptions { ModelDim = 32, Layers = 1, Heads = 2, MaxTextLength = 20, InitSeed = 5 },
+        Trainer = new PreferenceTrainerOptions { BatchSize = 4, LearningRate = 1e-3 },
+        SftEpochs = sftEpochs,
+        PreferenceEpochs = preferenceEpochs,
+        MaxNewTokens = maxNewTokens,
+        Seed = 7,
+    };
+
+    public static VisionTransformerEncoderOptions TinyEncoder() => new()
+    {
+        Vision = new VisionTransformerOptions { PatchSize = 4, Width = 16, Depth = 2, Heads = 2, ClassCount = 1, DropPathRate = 0 },
+        FeatureLayer = -1,
+        InitSeed = 2,
+    };
+
     public static readonly string[] Colors = { "red", "green", "blue" };
 
     public const string ColorPrompt = "what color is the shape?";

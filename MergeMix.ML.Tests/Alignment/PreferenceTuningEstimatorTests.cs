@@ -1,7 +1,6 @@
 using MergeMix.ML.Alignment;
 using MergeMix.ML.Data;
 using MergeMix.ML.Mixing;
-using MergeMix.ML.Vision;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -58,22 +57,12 @@ public sealed class PreferenceTuningEstimatorTests
         return rows.ToArray();
     }
 
-    internal static PreferenceTuningEstimator.Options TinyOptions() => new()
+    internal static PreferenceTuningEstimator.Options TinyOptions()
     {
-        Encoder = new VisionTransformerEncoderOptions
-        {
-            Vision = new VisionTransformerOptions { PatchSize = 4, Width = 16, Depth = 2, Heads = 2, ClassCount = 1, DropPathRate = 0 },
-            FeatureLayer = -1,
-            InitSeed = 2,
-        },
-        Model = new MultimodalLmOptions { ModelDim = 32, Layers = 1, Heads = 2, MaxTextLength = 20, InitSeed = 5 },
-        Trainer = new PreferenceTrainerOptions { BatchSize = 4, LearningRate = 1e-3 },
-        SftEpochs = 2,
-        PreferenceEpochs = 1,
-        MixGroupSize = 4,
-        MaxNewTokens = 6,
-        Seed = 7,
-    };
+        var options = PreferenceFixtures.TinyEstimator(sftEpochs: 2, preferenceEpochs: 1, maxNewTokens: 6);
+        options.MixGroupSize = 4;
+        return options;
+    }
 
     private static (MLContext Ml, List<LogMessage> Log) Context()
     {

@@ -1,6 +1,6 @@
 using MergeMix.ML.Alignment;
 using MergeMix.ML.Data;
-using MergeMix.ML.Vision;
+using MergeMix.ML.Tests.Alignment;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
@@ -33,22 +33,12 @@ public sealed class PreferenceEntryPointTests
         public string Answer { get; set; } = "";
     }
 
-    internal static PreferenceTuningEstimator.Options TinyOptions() => new()
+    internal static PreferenceTuningEstimator.Options TinyOptions()
     {
-        Encoder = new VisionTransformerEncoderOptions
-        {
-            Vision = new VisionTransformerOptions { PatchSize = 4, Width = 16, Depth = 2, Heads = 2, ClassCount = 1, DropPathRate = 0 },
-            FeatureLayer = -1,
-            InitSeed = 2,
-        },
-        Model = new MultimodalLmOptions { ModelDim = 32, Layers = 1, Heads = 2, MaxTextLength = 20, InitSeed = 5 },
-        Trainer = new PreferenceTrainerOptions { BatchSize = 4, LearningRate = 1e-3 },
-        SftEpochs = 1,
-        PreferenceEpochs = 0,
-        MaxNewTokens = 4,
-        GenerationBatchSize = 4,
-        Seed = 7,
-    };
+        var options = PreferenceFixtures.TinyEstimator(sftEpochs: 1, preferenceEpochs: 0, maxNewTokens: 4);
+        options.GenerationBatchSize = 4;
+        return options;
+    }
 
     internal static Row[] Rows()
     {

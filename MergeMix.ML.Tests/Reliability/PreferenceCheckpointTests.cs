@@ -1,7 +1,7 @@
 using MergeMix.ML.Alignment;
 using MergeMix.ML.Data;
 using MergeMix.ML.Runtime;
-using MergeMix.ML.Vision;
+using MergeMix.ML.Tests.Alignment;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -37,12 +37,7 @@ public sealed class PreferenceCheckpointTests
 
     private static PreferenceTuningEstimator.Options Tiny(string folder, int preferenceEpochs = 0) => new()
     {
-        Encoder = new VisionTransformerEncoderOptions
-        {
-            Vision = new VisionTransformerOptions { PatchSize = 4, Width = 16, Depth = 2, Heads = 2, ClassCount = 1, DropPathRate = 0 },
-            FeatureLayer = -1,
-            InitSeed = 2,
-        },
+        Encoder = PreferenceFixtures.TinyEncoder(),
         Model = new MultimodalLmOptions { ModelDim = 16, Layers = 1, Heads = 2, MaxTextLength = 20, InitSeed = 5 },
         Trainer = new PreferenceTrainerOptions { Objective = PreferenceObjective.SimPo, BatchSize = 4, LearningRate = 1e-3 },
         SftEpochs = 2,
