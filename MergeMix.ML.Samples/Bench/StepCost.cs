@@ -91,13 +91,18 @@ public static class StepCost
     public static IReadOnlyList<string> VariantNames { get; } = new[]
     {
         "plain", "mixup", "mergemix", "mergemix-separate", "mergemix-tome", "mergemix-nobase-tome", "mixup-tome",
+        "plain-bf16", "mixup-bf16", "mergemix-bf16", "mergemix-tome-bf16",
     };
+
+    private const string Bf16Suffix = "-bf16";
 
     /// <summary>The variants measured when --variants is not given (all but the Mixup-with-ToMe reference).</summary>
     public static IReadOnlyList<string> DefaultVariants { get; } = VariantNames.Take(6).ToArray();
 
     /// <summary>Description of a variant for the table.</summary>
-    public static string Describe(string name) => name switch
+    public static string Describe(string name) => name.EndsWith(Bf16Suffix, StringComparison.Ordinal)
+        ? $"{Describe(name[..^Bf16Suffix.Length])}; the blocks' Linear layers in bf16 (BFloat16Linear)"
+        : name switch
     {
         "plain" => "no mixing, one pass",
         "mixup" => "Mixup (α 0.8), one pass",
@@ -114,6 +119,8 @@ public static class StepCost
     {
         if (!VariantNames.Contains(name)) throw new ArgumentException($"unknown variant '{name}'; valid: {string.Join(", ", VariantNames)}.", nameof(name));
         var options = BenchPreset.Cifar10Small.TrainerOptions(1);
+        options.BFloat16Linear = name.EndsWith(Bf16Suffix, StringComparison.Ordinal);
+        if (options.BFloat16Linear) name = name[..^Bf16Suffix.Length];
         options.OnlineMixing = name switch
         {
             "plain" => null,

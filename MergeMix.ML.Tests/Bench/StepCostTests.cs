@@ -14,6 +14,22 @@ public sealed class StepCostTests
     }
 
     [TestMethod]
+    public void Bf16VariantsAreTheirFp32VariantWithBFloat16Linear()
+    {
+        foreach (var name in new[] { "plain", "mixup", "mergemix", "mergemix-tome" })
+        {
+            var fp32 = StepCost.Options(name);
+            var bf16 = StepCost.Options(name + "-bf16");
+            Assert.IsFalse(fp32.BFloat16Linear, name);
+            Assert.IsTrue(bf16.BFloat16Linear, name + "-bf16");
+            Assert.AreEqual(fp32.OnlineMixing?.Name, bf16.OnlineMixing?.Name, name);
+            Assert.AreEqual(fp32.MergeDuringTraining, bf16.MergeDuringTraining, name);
+            Assert.AreEqual(fp32.MergeMixBaseLoss, bf16.MergeMixBaseLoss, name);
+            StringAssert.StartsWith(StepCost.Describe(name + "-bf16"), StepCost.Describe(name));
+        }
+    }
+
+    [TestMethod]
     public void RatiosAreToMixupOnCpuTimeAndTargetsFollowTheBounds()
     {
         var costs = new[]
@@ -104,8 +120,9 @@ public sealed class StepCostTests
     public void NativeMemorySettingsApplyOnLinux()
     {
         if (!OperatingSystem.IsLinux()) Assert.Inconclusive("glibc only");
-        Assert.IsTrue(MergeMix.ML.Runtime.NativeMemory.KeepFreedMemory());
-        Assert.IsTrue(MergeMix.ML.Runtime.NativeMemory.KeepFreedMemory(), "a second call keeps them");
+        Assert.IsTrue(MergeMix.ML.Runtime.NativeAllocator.KeepFreedMemory());
+        Assert.IsTrue(MergeMix.ML.Runtime.NativeAllocator.KeepFreedMemory(), "a second call keeps them");
+        Assert.IsTrue(MergeMix.ML.Runtime.NativeAllocator.IsKeepingFreedMemory);
     }
 
     [TestMethod]

@@ -126,6 +126,30 @@ public sealed class VisionTransformerTrainerTests
     }
 
     [TestMethod]
+    public void BFloat16LinearTrainsInMixedPrecisionAndEvaluatesInFp32()
+    {
+        var ml = new MLContext(1);
+        var data = Shapes(48, 1).ToDataView(ml);
+        var mixed = Options(epochs: 2);
+        mixed.BFloat16Linear = true;
+        mixed.OnlineMixing = new MergeMixPolicy();
+        var fp32 = Options(epochs: 2);
+        fp32.OnlineMixing = new MergeMixPolicy();
+
+        using var a = Train(ml, data, mixed);
+        using var b = Train(ml, data, mixed);
+        using var full = Train(ml, data, fp32);
+
+        AssertIdentical(a.Model, b.Model, "mixed-precision training is deterministic");
+        AssertDifferent(a.Model, full.Model, "the option must reach the training steps");
+        Assert.IsFalse(a.Model.Backbone.BFloat16Linear, "the trained model scores in fp32");
+        Assert.IsTrue(a.Model.parameters().All(p => p.dtype == ScalarType.Float32), "parameters stay fp32");
+        // bf16 products with fp32 accumulation and fp32 parameters: the loss follows the fp32 run closely.
+        for (int e = 0; e < 2; e++)
+            Assert.AreEqual(full.History[e].TrainLoss, a.History[e].TrainLoss, 0.02 * full.History[e].TrainLoss, $"epoch {e + 1} loss");
+    }
+
+    [TestMethod]
     public void ResumingFromACheckpointReproducesTheUninterruptedRun()
     {
         var ml = new MLContext(1);

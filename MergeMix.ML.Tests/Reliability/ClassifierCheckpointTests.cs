@@ -70,6 +70,41 @@ public sealed class ClassifierCheckpointTests
     }
 
     [TestMethod]
+    public void AnOptionACheckpointDoesNotRecordMatchesOnlyAtItsDefault()
+    {
+        WithFolder(folder =>
+        {
+            var ml = new MLContext(1);
+            var data = Shapes(32, 1).ToDataView(ml);
+            var first = Options();
+            first.CheckpointFolder = folder;
+            Fit(ml, data, first).Dispose();
+
+            // A checkpoint written before these options existed does not record them.
+            var file = Path.Combine(folder, "fingerprint.json");
+            var entries = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(File.ReadAllText(file))!;
+            Assert.IsTrue(entries.Remove(nameof(VisionTransformerTrainerOptions.BFloat16Linear)));
+            Assert.IsTrue(entries.Remove("Model.MergeInflection"));
+            File.WriteAllText(file, System.Text.Json.JsonSerializer.Serialize(entries));
+
+            var same = Options();
+            same.CheckpointFolder = folder;
+            var epochs = new List<int>();
+            same.Progress = new SyncProgress<EpochReport>(r => epochs.Add(r.Epoch));
+            Fit(ml, data, same).Dispose();
+            Assert.AreEqual(0, epochs.Count, "options at their defaults are what the older code did: the finished run resumes");
+
+            var changed = Options();
+            changed.CheckpointFolder = folder;
+            changed.BFloat16Linear = true;
+            changed.Model.MergeInflection = 0.5;
+            var error = Assert.ThrowsExactly<InvalidOperationException>(() => Fit(ml, data, changed)).Message;
+            StringAssert.Contains(error, "BFloat16Linear: checkpoint (not recorded), options True");
+            StringAssert.Contains(error, "Model.MergeInflection: checkpoint (not recorded), options 0.5");
+        });
+    }
+
+    [TestMethod]
     public void OtherTrainingDataIsRefusedNamingTheData()
     {
         WithFolder(folder =>

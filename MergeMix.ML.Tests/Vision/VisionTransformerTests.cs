@@ -70,6 +70,45 @@ public sealed class VisionTransformerTests
     }
 
     [TestMethod]
+    public void BFloat16LinearIsCloseToFp32AndItsGradientsReachTheFp32Weights()
+    {
+        using var model = Model(Tiny(o => o.MergeCount = 0));
+        model.train();
+        using var images = Images(4, 16);
+
+        (float[] Logits, float[] Gradient) Pass(bool bf16)
+        {
+            model.BFloat16Linear = bf16;
+            model.zero_grad();
+            using var scope = NewDisposeScope();
+            torch.manual_seed(3);
+            var logits = model.Forward(images, merge: false).Logits;
+            logits.square().sum().backward();
+            var grad = model.named_parameters().Single(p => p.name == "blocks.0.fc1.weight").parameter.grad!;
+            Assert.AreEqual(ScalarType.Float32, grad.dtype);
+            return (Floats(logits), Floats(grad));
+        }
+
+        var fp32 = Pass(false);
+        var bf16 = Pass(true);
+        var again = Pass(false);
+        CollectionAssert.AreEqual(fp32.Logits, again.Logits, "switching back gives the fp32 pass bit for bit");
+        CollectionAssert.AreNotEqual(fp32.Logits, bf16.Logits, "the switch reaches the blocks");
+        double scale = fp32.Logits.Max(Math.Abs);
+        for (int i = 0; i < fp32.Logits.Length; i++)
+            Assert.AreEqual(fp32.Logits[i], bf16.Logits[i], 0.03 * scale, $"logit {i}");
+        double dot = 0, x2 = 0, y2 = 0;
+        for (int i = 0; i < fp32.Gradient.Length; i++)
+        {
+            dot += fp32.Gradient[i] * bf16.Gradient[i];
+            x2 += fp32.Gradient[i] * fp32.Gradient[i];
+            y2 += bf16.Gradient[i] * bf16.Gradient[i];
+        }
+        Assert.IsTrue(x2 > 0, "the fc1 weight has a gradient");
+        Assert.IsTrue(dot / Math.Sqrt(x2 * y2) > 0.99, $"gradient cosine {dot / Math.Sqrt(x2 * y2)}");
+    }
+
+    [TestMethod]
     public void OutputShapes()
     {
         using var model = Model(Tiny());

@@ -58,6 +58,13 @@ internal sealed class TrainingStep
     /// </summary>
     public float Run(Tensor images, Tensor labels, Tensor targets, Generator generator, StepProfile? profile = null)
     {
+        model.Backbone.BFloat16Linear = options.BFloat16Linear;
+        try { return RunPasses(images, labels, targets, generator, profile); }
+        finally { model.Backbone.BFloat16Linear = false; }
+    }
+
+    private float RunPasses(Tensor images, Tensor labels, Tensor targets, Generator generator, StepProfile? profile)
+    {
         profile?.Start();
         optimizer.zero_grad();
         model.Backbone.MergeEnabled = options.MergeDuringTraining;

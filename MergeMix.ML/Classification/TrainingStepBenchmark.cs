@@ -168,7 +168,7 @@ public static class TrainingStepBenchmark
             modelOptions.ClassCount = classes;
             var device = Runtime.TorchDevice.Resolve(options.Device, nameof(options.Device));
             // As the trainer does, so the measured step is the trainer's.
-            if (options.KeepNativeMemory && device.type == DeviceType.CPU) Runtime.NativeMemory.KeepFreedMemory();
+            if (options.KeepNativeMemory && device.type == DeviceType.CPU) Runtime.NativeAllocator.KeepFreedMemory();
             using var init = new Generator((ulong)seed);
             model = new ImageClassifierModel(modelOptions, new[] { 127.5f, 127.5f, 127.5f }, new[] { 64f, 64f, 64f }, init);
             model.to(device);

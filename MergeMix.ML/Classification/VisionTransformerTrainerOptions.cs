@@ -172,6 +172,15 @@ public sealed class VisionTransformerTrainerOptions
     /// <summary>Token merging at inference (faster; the paper's "MergeMix^tome").</summary>
     public bool MergeAtInference;
 
+    /// <summary>
+    /// Mixed precision in the training steps: the blocks' Linear layers multiply in bf16 (input, weight and bias cast
+    /// to bf16, the product back to fp32), everything else stays fp32, and so do the parameters, gradients and AdamW
+    /// (<see cref="Vision.VisionTransformer.BFloat16Linear"/>). Off by default because it changes the numerics (bf16
+    /// keeps 8 significant bits); validation, evaluation and prediction always run in fp32. On CPUs with AVX512-BF16 the
+    /// products are several times faster; the samples' <c>stepcost</c> measures the step either way (README, "Step cost").
+    /// </summary>
+    public bool BFloat16Linear;
+
     /// <summary>Seed of initialisation, data order, augmentation and mixing.</summary>
     public int Seed;
 
@@ -189,6 +198,9 @@ public sealed class VisionTransformerTrainerOptions
     /// returning it to the OS after every step (malloc's trim and mmap thresholds, set once, process-wide, not undone):
     /// the process then holds its peak step memory, and steps stop paying for faulting and zeroing it again. Changes
     /// no result; the samples' <c>stepcost --allocator default</c> measures the step without it (README, "Step cost").
+    /// Because the effect outlives the training, the trainer says so on the ML.NET channel the first time it applies it;
+    /// an application that decides process settings itself calls <see cref="Runtime.NativeAllocator.KeepFreedMemory"/> at
+    /// start-up and sets this to false.
     /// </summary>
     public bool KeepNativeMemory = true;
 

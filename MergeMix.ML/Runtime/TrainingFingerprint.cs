@@ -38,6 +38,11 @@ internal sealed class TrainingFingerprint
 
     public SortedDictionary<string, string> Entries { get; } = new(StringComparer.Ordinal);
 
+    // What each option entry reads in a freshly constructed options object. Not written: it lets a checkpoint made
+    // before an option existed (so it does not record it) match a run that leaves the new option at its default,
+    // which is what the older code did, instead of refusing every checkpoint after a library upgrade.
+    private readonly Dictionary<string, string> defaults = new(StringComparer.Ordinal);
+
     public void Add(string name, string value) => Entries[name] = value;
 
     /// <summary>Adds a data entry (compared as "data", not "options").</summary>
@@ -64,6 +69,7 @@ internal sealed class TrainingFingerprint
             saved.Entries.TryGetValue(name, out var before);
             Entries.TryGetValue(name, out var now);
             if (before == now) continue;
+            if (before is null && now is not null && defaults.TryGetValue(name, out var fresh) && fresh == now) continue;
             string source = name.StartsWith(DataPrefix, StringComparison.Ordinal) ? "data" : "options";
             lines.Add($"{name}: checkpoint {before ?? "(not recorded)"}, {source} {now ?? "(none)"}");
         }
@@ -91,6 +97,8 @@ internal sealed class TrainingFingerprint
         var merged = new TrainingFingerprint();
         foreach (var (name, value) in Entries) merged.Entries[name] = value;
         foreach (var (name, value) in other.Entries) merged.Entries[name] = value;
+        foreach (var (name, value) in defaults) merged.defaults[name] = value;
+        foreach (var (name, value) in other.defaults) merged.defaults[name] = value;
         return merged;
     }
 
@@ -224,14 +232,33 @@ internal sealed class TrainingFingerprint
             return;
         }
         if (name.Length > 0 && !type.IsValueType) Entries[name] = type.Name;
+        var fresh = FreshInstance(type);
         const BindingFlags Public = BindingFlags.Public | BindingFlags.Instance;
         foreach (var field in type.GetFields(Public).OrderBy(f => f.Name, StringComparer.Ordinal))
             if (!skip.Contains(field.Name) && Decides(field.FieldType))
-                AddValue(Join(name, field.Name), field.GetValue(value), Empty, depth + 1);
+                AddMember(Join(name, field.Name), field.GetValue(value), fresh is null ? null : () => field.GetValue(fresh), depth);
         foreach (var property in type.GetProperties(Public).OrderBy(p => p.Name, StringComparer.Ordinal))
             if (!skip.Contains(property.Name) && property.CanRead && property.SetMethod is { IsPublic: true } && property.GetIndexParameters().Length == 0
                 && Decides(property.PropertyType))
-                AddValue(Join(name, property.Name), property.GetValue(value), Empty, depth + 1);
+                AddMember(Join(name, property.Name), property.GetValue(value), fresh is null ? null : () => property.GetValue(fresh), depth);
+    }
+
+    private void AddMember(string name, object? value, Func<object?>? freshValue, int depth)
+    {
+        AddValue(name, value, Empty, depth + 1);
+        if (freshValue is null) return;
+        var walked = new TrainingFingerprint();
+        walked.AddValue(name, freshValue(), Empty, depth + 1);
+        foreach (var (entry, text) in walked.Entries) defaults.TryAdd(entry, text);
+        foreach (var (entry, text) in walked.defaults) defaults.TryAdd(entry, text);
+    }
+
+    // A default-constructed instance of an options type, or null where there is none to compare with.
+    private static object? FreshInstance(Type type)
+    {
+        if (type.IsValueType || type.IsAbstract || type.GetConstructor(Type.EmptyTypes) is null) return null;
+        try { return Activator.CreateInstance(type); }
+        catch (TargetInvocationException) { return null; }
     }
 
     private static readonly HashSet<string> Empty = new();

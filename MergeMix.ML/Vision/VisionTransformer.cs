@@ -64,6 +64,25 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
     /// <summary>Whether <see cref="forward"/> merges tokens. Defaults to true when the merge count is above 0.</summary>
     public bool MergeEnabled { get; set; }
 
+    /// <summary>
+    /// Whether the blocks' Linear layers (qkv, attention projection, MLP) multiply in bf16 with fp32 parameters and
+    /// fp32 everywhere else, autocast-style. A compute setting, not part of the architecture: off by default, not
+    /// saved with the model, and the trainer turns it on only inside its training steps
+    /// (<see cref="Classification.VisionTransformerTrainerOptions.BFloat16Linear"/>), so evaluation, prediction and the
+    /// ONNX export stay fp32.
+    /// </summary>
+    public bool BFloat16Linear
+    {
+        get => bf16Linear;
+        set
+        {
+            bf16Linear = value;
+            foreach (var block in blocks) block.BFloat16Linear = value;
+        }
+    }
+
+    private bool bf16Linear;
+
     /// <summary>Side of a square patch, in pixels.</summary>
     public int PatchSize => options.PatchSize;
 
