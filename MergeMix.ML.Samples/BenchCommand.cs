@@ -29,6 +29,7 @@ internal static class BenchCommand
             },
             Ablations = options.Get("ablations") is not null,
             RandAugment = options.Get("rand-augment") is { } randAugment ? MergeMixVariant.ParseSwitch("rand-augment", randAugment) : null,
+            BFloat16Linear = options.Get("bf16-linear") is { } bf16 ? MergeMixVariant.ParseSwitch("bf16-linear", bf16) : null,
             ValidationOnly = options.Get("validation-only") is not null,
             Epochs = options.Get("epochs") is null ? null : options.GetInt("epochs", 0),
             Threads = options.Get("threads") is null ? null : options.GetInt("threads", 0),

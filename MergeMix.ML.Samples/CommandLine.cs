@@ -17,7 +17,7 @@ internal static class CommandLine
                                   [--data CIFAR_FOLDER] [--preset smoke|cifar10-small|cifar10-2k-long]
                                   [--methods all|a,b,... (the mixers and none-2x, none for twice the epochs)]
                                   [--seeds N] [--out DIR] [--resume (also: share DIR between processes)]
-                                  [--epochs N] [--threads N] [--rand-augment on|off] [--validation-only]
+                                  [--epochs N] [--threads N] [--rand-augment on|off] [--bf16-linear on|off] [--validation-only]
                                   MergeMix runs: [--base-loss clean|mixup|none] [--attention-direction cls-query|cls-key]
                                   [--attention-layer N] [--lambda-scale on|off] [--merge-in-training on|off]
                                   [--ablations (the MergeMix ablation table instead of --methods)]

@@ -49,6 +49,9 @@ public sealed record BenchPreset(
     /// <summary>RandAugment (the paper's 2 operations, magnitude 7) after crop and flip, for every method.</summary>
     public bool RandAugment { get; init; }
 
+    /// <summary>Mixed precision in training (<see cref="VisionTransformerTrainerOptions.BFloat16Linear"/>), for every method.</summary>
+    public bool BFloat16Linear { get; init; }
+
     /// <summary>
     /// Token merging (<see cref="MergeCount"/> tokens) in the training passes of the MergeMix methods only, as in the
     /// paper's CIFAR configurations where ToMe is part of MergeMix; the other methods train without merging.
@@ -173,6 +176,7 @@ public sealed record BenchPreset(
     public VisionTransformerTrainerOptions TrainerOptions(int epochs) => new()
     {
         RandAugment = RandAugment ? new RandAugmentOptions() : null,
+        BFloat16Linear = BFloat16Linear,
         Model = ModelOptions(),
         Epochs = epochs,
         BatchSize = BatchSize,

@@ -55,7 +55,7 @@ public static class BenchReport
         s.AppendLine($"- Data: {d.Data.Source}; {d.Data.Train.Count} train / {d.Data.Validation.Count} validation (carved from train, class-stratified) / {d.Data.Test.Count} test images.");
         s.AppendLine($"- Model: ViT width {p.Width}, depth {p.Depth}, {p.Heads} heads, {p.PatchSize}×{p.PatchSize} patches, drop-path {p.DropPathRate.ToString(CultureInfo.InvariantCulture)}; "
             + $"only the MergeMix runs may merge tokens in training (see below); the ToMe columns merge {p.MergeCount} tokens at inference.");
-        s.AppendLine($"- Training: {d.Epochs} epochs, batch {p.BatchSize}, AdamW lr {Num(p.LearningRate)} → {Num(p.MinLearningRate)} (cosine, {Num(p.WarmupEpochs)} warm-up epochs), weight decay {Num(p.WeightDecay)}, label smoothing {Num(p.LabelSmoothing)}, random crop padding {p.RandomCropPadding}, horizontal flip{(p.RandAugment ? ", RandAugment (2 operations, magnitude 7)" : "")}; mixing online with each policy's default α.");
+        s.AppendLine($"- Training: {d.Epochs} epochs, batch {p.BatchSize}, AdamW lr {Num(p.LearningRate)} → {Num(p.MinLearningRate)} (cosine, {Num(p.WarmupEpochs)} warm-up epochs), weight decay {Num(p.WeightDecay)}, label smoothing {Num(p.LabelSmoothing)}, random crop padding {p.RandomCropPadding}, horizontal flip{(p.RandAugment ? ", RandAugment (2 operations, magnitude 7)" : "")}{(p.BFloat16Linear ? "; mixed precision: the blocks' Linear layers in bf16 while training (BFloat16Linear), evaluation in fp32" : "")}; mixing online with each policy's default α.");
         s.AppendLine($"- MergeMix: {d.MergeMix}; with the clean base loss a step runs two backbone forward/backward passes (one for none), so `{BenchRunner.NoneTwiceTheEpochs}` (none for {2 * d.Epochs} epochs) is the equal-compute control.");
         s.AppendLine("- Selection: the weights of the epoch with the best validation top-1; the test split is used for nothing but the numbers below.");
         s.AppendLine($"- Occlusion: ⌊f·L⌋ random patches per image set to the channel mean (seed {BenchPreset.OcclusionSeed}, the same masks for every run), ToMe off.");
@@ -232,7 +232,7 @@ public static class BenchReport
         s.AppendLine($"Command: `{d.CommandLine}`");
         s.AppendLine();
         s.AppendLine($"- Data: {d.Data.Source}; {d.Data.Train.Count} train / {d.Data.Validation.Count} validation images; the test split was not evaluated.");
-        s.AppendLine($"- {d.Epochs} epochs (the preset's: {p.Epochs}), RandAugment {(p.RandAugment ? "on" : "off")}; MergeMix: {d.MergeMix}.");
+        s.AppendLine($"- {d.Epochs} epochs (the preset's: {p.Epochs}), RandAugment {(p.RandAugment ? "on" : "off")}, bf16 Linear layers in training {(p.BFloat16Linear ? "on" : "off")}; MergeMix: {d.MergeMix}.");
         s.AppendLine("- The training loss is that of the augmented (and mixed) batches with label smoothing; for MergeMix with a base loss it is the sum of two cross-entropies.");
         s.AppendLine();
         s.AppendLine("| Method | Seed | Epochs | Best val top-1 % (epoch) | Lowest val log-loss (epoch) | Last val top-1 % | Last val log-loss | Last val ECE % | Last train loss | Train s/epoch |");

@@ -44,6 +44,9 @@ public sealed class BenchSettings
     /// <summary>RandAugment on or off instead of the preset's; null keeps the preset's.</summary>
     public bool? RandAugment;
 
+    /// <summary>bf16 Linear layers in training on or off instead of the preset's (off); null keeps the preset's.</summary>
+    public bool? BFloat16Linear;
+
     /// <summary>
     /// Train and validate only (for choosing a preset): the per-epoch validation curves go to
     /// <c>bench-&lt;preset&gt;-validation.csv</c> and its summary table; the test split is never evaluated.
@@ -123,6 +126,7 @@ public static class BenchRunner
         settings.MergeMix.Validate(settings.Preset);
 
         var preset = settings.RandAugment is { } randAugment ? settings.Preset with { RandAugment = randAugment } : settings.Preset;
+        if (settings.BFloat16Linear is { } bf16) preset = preset with { BFloat16Linear = bf16 };
         int epochs = settings.Epochs ?? preset.Epochs;
         var jobs = Jobs(settings);
         var folder = Path.GetFullPath(settings.OutputFolder);

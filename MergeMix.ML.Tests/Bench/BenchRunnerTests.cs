@@ -103,6 +103,14 @@ public sealed class BenchRunnerTests
     }
 
     [TestMethod]
+    public void Bf16LinearReachesEveryRunsTrainerOptionsOnlyWhenAsked()
+    {
+        var preset = BenchPreset.Find("cifar10-2k-long");
+        Assert.IsFalse(preset.TrainerOptions(1).BFloat16Linear, "the presets train in fp32");
+        Assert.IsTrue((preset with { BFloat16Linear = true }).TrainerOptions(1).BFloat16Linear);
+    }
+
+    [TestMethod]
     public void MeanStdUsesTheSampleDeviation()
     {
         var s = MeanStd.Of(new[] { 0.70, 0.72, 0.74 });
