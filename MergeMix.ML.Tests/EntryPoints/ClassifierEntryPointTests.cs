@@ -111,6 +111,26 @@ public sealed class ClassifierEntryPointTests
         Assert.AreEqual(set.Count, scored.GetColumn<float[]>("Features").Count());
     }
 
+    [TestMethod]
+    public void GetOutputSchemaIsTheSchemaOfTransformAlsoWithHiddenAndReplacedColumns()
+    {
+        var ml = new MLContext(1);
+        var set = Shapes(4, 3);
+        var plain = ml.Data.LoadFromEnumerable(Enumerable.Range(0, set.Count).Select(i => new ImageInput { Features = set.Image(i).ToArray() }));
+        // CopyColumns onto an existing name hides the earlier column; a "Score" input column is replaced by the output.
+        var hidden = ml.Transforms.CopyColumns("Features", "Features").Append(ml.Transforms.CopyColumns("Score", "Features")).Fit(plain).Transform(plain);
+        Assert.IsTrue(hidden.Schema.Any(c => c.IsHidden), "the input has a hidden column");
+        foreach (var input in new[] { plain, hidden })
+        {
+            var promised = _classifier!.GetOutputSchema(input.Schema);
+            var actual = _classifier.Transform(input).Schema;
+            Assert.AreEqual(string.Join(", ", actual.Select(c => $"{c.Name}:{c.Type}{(c.IsHidden ? " (hidden)" : "")}")),
+                string.Join(", ", promised.Select(c => $"{c.Name}:{c.Type}{(c.IsHidden ? " (hidden)" : "")}")));
+            for (int i = 0; i < actual.Count; i++)
+                CollectionAssert.AreEqual(actual[i].Annotations.Schema.Select(a => a.Name).ToArray(), promised[i].Annotations.Schema.Select(a => a.Name).ToArray(), actual[i].Name);
+        }
+    }
+
     // The same images with the class list in another order (a test folder lacking a class, or sorted differently).
     private static IDataView Relabelled(MLContext ml, MergeMix.ML.Data.LabeledImageSet set, string[] names) =>
         new MergeMix.ML.Data.LabeledImageSet(set.Pixels, set.Labels, names, set.Channels, set.Height, set.Width).ToDataView(ml);

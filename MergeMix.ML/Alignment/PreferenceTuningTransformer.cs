@@ -150,11 +150,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {
         ValidateInput(inputSchema);
-        var builder = new DataViewSchema.Builder();
-        var outputs = OutputColumns().ToArray();
-        builder.AddColumns(inputSchema.Where(c => !c.IsHidden && outputs.All(o => o.Name != c.Name)));
-        foreach (var (name, type) in outputs) builder.AddColumn(name, type);
-        return builder.ToSchema();
+        return new AppendedSchema(inputSchema, OutputColumns()).Schema;
     }
 
     /// <summary>Adds the generated response (and, with <see cref="ScoreResponseColumnName"/>, its log-prob) lazily: a cursor
@@ -266,11 +262,9 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
     private sealed record SavedHeader(string Format, VisionTransformerEncoderOptions Encoder, TransformerSettings Settings, PreferenceObjective Objective,
         PreferenceStepMetrics[] Sft, PreferenceStepMetrics[] Preference);
 
-    private IEnumerable<(string Name, DataViewType Type)> OutputColumns()
-    {
-        yield return (ResponseColumnName, TextDataViewType.Instance);
-        if (ScoreResponseColumnName is not null) yield return (LogProbColumnName, NumberDataViewType.Single);
-    }
+    private ScoredColumn[] OutputColumns() => ScoreResponseColumnName is null
+        ? new[] { new ScoredColumn(ResponseColumnName, TextDataViewType.Instance) }
+        : new[] { new ScoredColumn(ResponseColumnName, TextDataViewType.Instance), new ScoredColumn(LogProbColumnName, NumberDataViewType.Single) };
 
     private ImageColumns.ImageShape ValidateInput(DataViewSchema schema)
     {
@@ -345,7 +339,7 @@ public sealed class PreferenceTuningTransformer : ITransformer, IDisposable
             _shape = shape;
             _scoredColumn = owner.ScoreResponseColumnName;
             BatchSize = owner.GenerationBatchSize;
-            Outputs = owner.OutputColumns().Select(c => new ScoredColumn(c.Name, c.Type)).ToArray();
+            Outputs = owner.OutputColumns();
         }
 
         public override IReadOnlyList<ScoredColumn> Outputs { get; }

@@ -73,10 +73,8 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {
         ValidateInput(inputSchema);
-        var builder = new DataViewSchema.Builder();
-        builder.AddColumns(inputSchema.Where(c => c.Name != ScoreColumnName && c.Name != PredictedLabelColumnName));
-        foreach (var (name, type, annotations) in OutputColumns()) builder.AddColumn(name, type, annotations);
-        return builder.ToSchema();
+        // The layout Transform's view builds, so the two never disagree (hidden input columns are dropped by both).
+        return new AppendedSchema(inputSchema, OutputColumns()).Schema;
     }
 
     /// <summary>
@@ -225,7 +223,7 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
         return shape;
     }
 
-    private IEnumerable<(string Name, DataViewType Type, DataViewSchema.Annotations Annotations)> OutputColumns()
+    private ScoredColumn[] OutputColumns()
     {
         int k = ClassNames.Count;
         var score = new DataViewSchema.Annotations.Builder();
@@ -234,8 +232,11 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
         score.Add("ScoreValueKind", TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = "Score".AsMemory());
         var predicted = new DataViewSchema.Annotations.Builder();
         predicted.Add("KeyValues", new VectorDataViewType(TextDataViewType.Instance, k), (ref VBuffer<ReadOnlyMemory<char>> v) => v = ImageColumns.KeyValues(ClassNames));
-        yield return (ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, k), score.ToAnnotations());
-        yield return (PredictedLabelColumnName, new KeyDataViewType(typeof(uint), k), predicted.ToAnnotations());
+        return new[]
+        {
+            new ScoredColumn(ScoreColumnName, new VectorDataViewType(NumberDataViewType.Single, k), score.ToAnnotations()),
+            new ScoredColumn(PredictedLabelColumnName, new KeyDataViewType(typeof(uint), k), predicted.ToAnnotations()),
+        };
     }
 
     private static uint ArgMax(ReadOnlySpan<float> values)
@@ -256,7 +257,7 @@ public sealed class VisionTransformerClassifier : ITransformer, IDisposable
             _owner = owner;
             _shape = shape;
             BatchSize = owner.ScoringBatchSize;
-            Outputs = owner.OutputColumns().Select(c => new ScoredColumn(c.Name, c.Type, c.Annotations)).ToArray();
+            Outputs = owner.OutputColumns();
         }
 
         public override IReadOnlyList<ScoredColumn> Outputs { get; }
