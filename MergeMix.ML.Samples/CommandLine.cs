@@ -27,7 +27,7 @@ internal static class CommandLine
                                   pass / separate pass / ToMe in training / no base loss), interleaved in one process;
                                   ratios to Mixup, images/s, GFLOP/s against the fp32 matmul ceiling, time per phase.
                                   [--threads N] [--batch N] [--rounds N] [--steps N] [--out DIR]
-                                  [--variants all|a,b,...] [--allocator keep|default]
+                                  [--variants all|a,b,...] [--allocator keep|default] [--compare-threads N]
           align                   Preference alignment experiment: SFT vs SFT + mixed SimPO (MergeMix, Mixup,
                                   CutMix pairs) vs SFT + DPO / RPO, plus a speed/memory benchmark.
                                   [--out DIR] [--train N] [--test N] [--pretrain N] [--pretrain-epochs N]

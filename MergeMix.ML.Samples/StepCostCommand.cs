@@ -16,6 +16,7 @@ internal static class StepCostCommand
             Batch = options.GetInt("batch", 128),
             Rounds = options.GetInt("rounds", 5),
             Steps = options.GetInt("steps", 3),
+            CompareThreads = options.Get("compare-threads") is null ? null : options.GetInt("compare-threads", 0),
             OutputFolder = options.Get("out", Path.Combine("out", "step-cost")),
             CommandLine = "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)),
         };

@@ -30,6 +30,12 @@ public sealed class StepCostSettings
     /// <summary>Variant names (<see cref="StepCost.VariantNames"/>), in table order.</summary>
     public IReadOnlyList<string> Variants = StepCost.DefaultVariants;
 
+    /// <summary>
+    /// A second thread count: every variant also runs with it, in the same interleaved rounds, and a table compares
+    /// the two on wall time (thread counts only pay on wall time; CPU time adds the threads up). Null: not compared.
+    /// </summary>
+    public int? CompareThreads;
+
     /// <summary>Folder of the CSV and Markdown files (created when missing).</summary>
     public string OutputFolder = Path.Combine("out", "step-cost");
 
@@ -48,6 +54,8 @@ public sealed class StepCostSettings
             if (!StepCost.VariantNames.Contains(name))
                 throw new ArgumentException($"--variants: unknown variant '{name}'; valid: {string.Join(", ", StepCost.VariantNames)}.");
         if (Variants.Distinct().Count() != Variants.Count) throw new ArgumentException("--variants names a variant twice.");
+        if (CompareThreads is int t && (t < 1 || t == Threads))
+            throw new ArgumentException($"--compare-threads must be ≥ 1 and differ from --threads ({Threads}), got {t}.");
     }
 }
 
@@ -160,6 +168,50 @@ public static class StepCost
                 mixup is null ? null : c.SecondsPerStep / mixup.SecondsPerStep,
                 gflops, gflops / ceilingGflops);
         }).ToList();
+    }
+
+    /// <summary>Name of a variant run at a thread count other than the main one.</summary>
+    public static string ThreadsName(string variant, int threads) => $"{variant}@{threads}t";
+
+    /// <summary>
+    /// One variant at both thread counts: wall and CPU ms per step, and the wall-time speed-up of the compared count.
+    /// </summary>
+    public sealed record ThreadRow(string Variant, double WallMs, double CpuMs, double ComparedWallMs, double ComparedCpuMs)
+    {
+        /// <summary>Wall time at the main thread count over wall time at the compared one.</summary>
+        public double SpeedUp => WallMs / ComparedWallMs;
+    }
+
+    /// <summary>Pairs every variant's cost at <paramref name="threads"/> with its cost at <paramref name="compared"/>.</summary>
+    public static IReadOnlyList<ThreadRow> ThreadRows(IReadOnlyList<TrainingStepCost> costs, IReadOnlyList<string> variants, int threads, int compared)
+    {
+        TrainingStepCost Find(string name) => costs.FirstOrDefault(c => c.Name == name)
+            ?? throw new ArgumentException($"no measured cost for '{name}'", nameof(costs));
+        return variants.Select(v =>
+        {
+            var main = Find(v);
+            var other = Find(ThreadsName(v, compared));
+            return new ThreadRow(v, main.SecondsPerStep * 1e3, main.CpuSecondsPerStep * 1e3, other.SecondsPerStep * 1e3, other.CpuSecondsPerStep * 1e3);
+        }).ToList();
+    }
+
+    /// <summary>The thread-count table.</summary>
+    public static string ThreadsMarkdown(IReadOnlyList<ThreadRow> rows, int threads, int compared)
+    {
+        var md = new StringBuilder("\nThread counts, side by side in the same rounds (wall time decides; CPU time adds up the threads):\n\n");
+        md.Append($"| variant | wall ms, {threads} thread(s) | wall ms, {compared} threads | speed-up | CPU ms, {threads} | CPU ms, {compared} |\n|---|---|---|---|---|---|\n");
+        foreach (var r in rows)
+            md.Append($"| `{r.Variant}` | {R(r.WallMs, 0)} | {R(r.ComparedWallMs, 0)} | {R(r.SpeedUp, 2)}× | {R(r.CpuMs, 0)} | {R(r.ComparedCpuMs, 0)} |\n");
+        return md.ToString();
+    }
+
+    /// <summary>The thread-count table as CSV.</summary>
+    public static string ThreadsCsv(IReadOnlyList<ThreadRow> rows, int threads, int compared)
+    {
+        var text = new StringBuilder("variant,threads,compared_threads,wall_ms,compared_wall_ms,speed_up,cpu_ms,compared_cpu_ms\n");
+        foreach (var r in rows)
+            text.AppendJoin(",", new[] { r.Variant, I(threads), I(compared), F(r.WallMs), F(r.ComparedWallMs), F(r.SpeedUp), F(r.CpuMs), F(r.ComparedCpuMs) }).Append('\n');
+        return text.ToString();
     }
 
     /// <summary>The issue's four targets, checked on <paramref name="rows"/>.</summary>
@@ -327,12 +379,15 @@ public static class StepCost
         torch.set_num_threads(settings.Threads);
         try
         {
-            var variants = settings.Variants.Select(n =>
+            TrainingStepVariant Variant(string name, int threads)
             {
-                var options = Options(n);
+                var options = Options(name);
                 options.KeepNativeMemory = settings.KeepNativeMemory;
-                return new TrainingStepVariant(n, options);
-            }).ToList();
+                options.Threads = threads;
+                return new TrainingStepVariant(threads == settings.Threads ? name : ThreadsName(name, threads), options);
+            }
+            var variants = settings.Variants.Select(n => Variant(n, settings.Threads)).ToList();
+            if (settings.CompareThreads is int other) variants.AddRange(settings.Variants.Select(n => Variant(n, other)));
             var ceilings = new List<double>();
             var wallCeilings = new List<double>();
             var costs = TrainingStepBenchmark.Measure(variants, ImageSize, Classes, settings.Batch, settings.Rounds, settings.Steps, seed: 0, afterRound: round =>
@@ -342,9 +397,16 @@ public static class StepCost
                 log.WriteLine($"round {round + 1}/{settings.Rounds} done, matmul ceiling {R(ceilings[^1], 1)} GFLOP/s (CPU time), {R(wallCeilings[^1], 1)} (wall)");
             });
             double ceiling = Median(ceilings);
-            var rows = Rows(costs, settings.Batch, ceiling);
+            var rows = Rows(costs.Take(settings.Variants.Count).ToList(), settings.Batch, ceiling);
             log.WriteLine("timing the Linear layers in fp32 and bf16");
-            var markdown = Markdown(rows, settings, ceilings, wallCeilings) + LinearPrecisionMarkdown(LinearPrecisions(settings.Batch));
+            var markdown = Markdown(rows, settings, ceilings, wallCeilings);
+            if (settings.CompareThreads is int compared)
+            {
+                var threadRows = ThreadRows(costs, settings.Variants, settings.Threads, compared);
+                markdown += ThreadsMarkdown(threadRows, settings.Threads, compared);
+                File.WriteAllText(Path.Combine(folder, "step-cost-threads.csv"), ThreadsCsv(threadRows, settings.Threads, compared));
+            }
+            markdown += LinearPrecisionMarkdown(LinearPrecisions(settings.Batch));
             File.WriteAllText(Path.Combine(folder, "step-cost.csv"), Csv(rows, settings.Threads, settings.Batch, ceiling));
             File.WriteAllText(Path.Combine(folder, "step-cost.md"), markdown);
             return markdown;

@@ -14,6 +14,22 @@ public sealed class StepCostTests
     }
 
     [TestMethod]
+    public void ThreadRowsPairEachVariantWithItsTwinAtTheComparedThreadCount()
+    {
+        var costs = new[] { Cost("plain", 1, 0.5, 0.6), Cost("mixup", 1, 0.5, 0.8), Cost(StepCost.ThreadsName("plain", 2), 1, 0.7, 0.4), Cost("mixup@2t", 1, 0.8, 0.5) };
+        var rows = StepCost.ThreadRows(costs, new[] { "plain", "mixup" }, 1, 2);
+        Assert.AreEqual("plain@2t", StepCost.ThreadsName("plain", 2));
+        Assert.AreEqual(1.5, rows[0].SpeedUp, 1e-12);
+        Assert.AreEqual(1.6, rows[1].SpeedUp, 1e-12);
+        Assert.AreEqual(700, rows[0].ComparedCpuMs, 1e-9);
+        StringAssert.Contains(StepCost.ThreadsMarkdown(rows, 1, 2), "| `plain` | 600 | 400 | 1.50× | 500 | 700 |");
+        var csv = StepCost.ThreadsCsv(rows, 1, 2).TrimEnd('\n').Split('\n');
+        Assert.AreEqual("plain,1,2,600,400,1.5,500,700", csv[1]);
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => StepCost.ThreadRows(costs.Take(3).ToList(), new[] { "plain", "mixup" }, 1, 2)).Message, "mixup@2t");
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => new StepCostSettings { CompareThreads = 1 }.Validate()).Message, "--compare-threads");
+    }
+
+    [TestMethod]
     public void Bf16VariantsAreTheirFp32VariantWithBFloat16Linear()
     {
         foreach (var name in new[] { "plain", "mixup", "mergemix", "mergemix-tome" })

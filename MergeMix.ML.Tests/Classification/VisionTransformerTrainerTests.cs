@@ -399,6 +399,15 @@ public sealed class VisionTransformerTrainerTests
         Assert.IsTrue(costs[3].PhaseSecondsPerStep[StepPhase.AttentionPass] > 0, "a separate attention pass is timed");
         Assert.IsTrue(costs[4].PhaseSecondsPerStep[StepPhase.AttentionPass] > 0, "no clean pass, so a separate one");
 
+        // A variant's own thread count holds during its steps only.
+        int threadsBefore = get_num_threads();
+        var twoThreads = With(null);
+        twoThreads.Threads = threadsBefore + 1;
+        var threaded = TrainingStepBenchmark.Measure(new[] { new TrainingStepVariant("plain", With(null)), new TrainingStepVariant("plain@more", twoThreads) },
+            imageSize: 16, classes: 4, batch: 8, rounds: 1, steps: 1);
+        Assert.AreEqual(2, threaded.Count);
+        Assert.AreEqual(threadsBefore, get_num_threads(), "the thread count is restored");
+
         // 8×8 images, 4-pixel patches (4 + CLS = 5 tokens), width 8, 1 block, MLP 32, 3 classes, by hand:
         // embed 2·4·48·8 = 3 072; qkv 2·5·8·24 = 1 920; QKᵀ and AV 2·25·8 = 400 each; proj 2·5·8·8 = 640;
         // MLP 2 × 2·5·8·32 = 5 120; head 2·8·3 = 48.

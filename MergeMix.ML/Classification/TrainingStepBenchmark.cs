@@ -7,7 +7,10 @@ namespace MergeMix.ML.Classification;
 
 /// <summary>One configuration of the training step to time.</summary>
 /// <param name="Name">Label in the results.</param>
-/// <param name="Options">Trainer options (model, online mixing, base loss, merging); epochs and callbacks are ignored.</param>
+/// <param name="Options">
+/// Trainer options (model, online mixing, base loss, merging, precision); epochs and callbacks are ignored, and
+/// <see cref="VisionTransformerTrainerOptions.Threads"/> &gt; 0 sets the torch threads during this variant's steps only.
+/// </param>
 public sealed record TrainingStepVariant(string Name, VisionTransformerTrainerOptions Options);
 
 /// <summary>Measured cost of one <see cref="TrainingStepVariant"/>: medians over the interleaved rounds.</summary>
@@ -54,11 +57,15 @@ public static class TrainingStepBenchmark
         {
             foreach (var variant in variants) runs.Add(new Run(variant, imageSize, classes, batch, seed));
             foreach (var run in runs)
+            {
+                using var threads = run.UseThreads();
                 for (int i = 0; i < 2; i++) run.Step(null);
+            }
             for (int round = 0; round < rounds; round++)
             {
                 foreach (var run in runs)
                 {
+                    using var threads = run.UseThreads();
                     var profile = new StepProfile();
                     long start = Stopwatch.GetTimestamp();
                     var cpuStart = Environment.CpuUsage.TotalTime;
@@ -195,6 +202,21 @@ public static class TrainingStepBenchmark
         public Dictionary<StepPhase, List<double>> PhaseSeconds { get; } = Enum.GetValues<StepPhase>().ToDictionary(p => p, _ => new List<double>());
 
         public Dictionary<StepPhase, List<double>> CpuPhaseSeconds { get; } = Enum.GetValues<StepPhase>().ToDictionary(p => p, _ => new List<double>());
+
+        /// <summary>The variant's thread count until disposed (nothing to undo when it keeps the current one).</summary>
+        public IDisposable? UseThreads()
+        {
+            int wanted = Variant.Options.Threads;
+            int previous = get_num_threads();
+            if (wanted <= 0 || wanted == previous) return null;
+            set_num_threads(wanted);
+            return new RestoreThreads(previous);
+        }
+
+        private sealed class RestoreThreads(int previous) : IDisposable
+        {
+            public void Dispose() => set_num_threads(previous);
+        }
 
         public void Step(StepProfile? profile)
         {
