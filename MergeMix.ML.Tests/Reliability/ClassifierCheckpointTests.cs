@@ -26,16 +26,22 @@ public sealed class ClassifierCheckpointTests
         finally { if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true); }
     }
 
+    // A folder holding the checkpoint of a finished default run on 32 shapes, for tests that resume it differently.
+    private static void WithFinishedRun(Action<string, MLContext, IDataView> test) => WithFolder(folder =>
+    {
+        var ml = new MLContext(1);
+        var data = Shapes(32, 1).ToDataView(ml);
+        var first = Options();
+        first.CheckpointFolder = folder;
+        Fit(ml, data, first).Dispose();
+        test(folder, ml, data);
+    });
+
     [TestMethod]
     public void AnotherLearningRateIsRefusedNamingTheOptionAndBothValues()
     {
-        WithFolder(folder =>
+        WithFinishedRun((folder, ml, data) =>
         {
-            var ml = new MLContext(1);
-            var data = Shapes(32, 1).ToDataView(ml);
-            var first = Options();
-            first.CheckpointFolder = folder;
-            Fit(ml, data, first).Dispose();
 
             var second = Options();
             second.CheckpointFolder = folder;
@@ -72,13 +78,8 @@ public sealed class ClassifierCheckpointTests
     [TestMethod]
     public void AnOptionACheckpointDoesNotRecordMatchesOnlyAtItsDefault()
     {
-        WithFolder(folder =>
+        WithFinishedRun((folder, ml, data) =>
         {
-            var ml = new MLContext(1);
-            var data = Shapes(32, 1).ToDataView(ml);
-            var first = Options();
-            first.CheckpointFolder = folder;
-            Fit(ml, data, first).Dispose();
 
             // A checkpoint written before these options existed does not record them.
             var file = Path.Combine(folder, "fingerprint.json");
