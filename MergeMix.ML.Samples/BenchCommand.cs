@@ -31,6 +31,7 @@ internal static class BenchCommand
             RandAugment = options.Get("rand-augment") is { } randAugment ? MergeMixVariant.ParseSwitch("rand-augment", randAugment) : null,
             BFloat16Linear = options.Get("bf16-linear") is { } bf16 ? MergeMixVariant.ParseSwitch("bf16-linear", bf16) : null,
             ValidationOnly = options.Get("validation-only") is not null,
+            ReportOnly = options.Get("report") is not null,
             Epochs = options.Get("epochs") is null ? null : options.GetInt("epochs", 0),
             Threads = options.Get("threads") is null ? null : options.GetInt("threads", 0),
             CommandLine = "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)),

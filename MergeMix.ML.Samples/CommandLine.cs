@@ -21,6 +21,7 @@ internal static class CommandLine
                                   MergeMix runs: [--base-loss clean|mixup|none] [--attention-direction cls-query|cls-key]
                                   [--attention-layer N] [--lambda-scale on|off] [--merge-in-training on|off]
                                   [--ablations (the MergeMix ablation table instead of --methods)]
+                                  [--report (only rewrite the report and charts from the CSVs in --out)]
           speed                   Images/s of MergeMix vs Mixup mixing and the ToMe forward speed-up.
                                   [--batch N] [--iterations N] [--out DIR]
           stepcost                Cost of one training step of the cifar10-small ViT: plain, Mixup and MergeMix (clean

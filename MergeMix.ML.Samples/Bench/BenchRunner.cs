@@ -53,6 +53,12 @@ public sealed class BenchSettings
     /// </summary>
     public bool ValidationOnly;
 
+    /// <summary>
+    /// Only rewrite the Markdown report and the charts from the CSV files already in <see cref="OutputFolder"/> (e.g.
+    /// after a newer build changed the report while other processes still train); nothing is trained or claimed.
+    /// </summary>
+    public bool ReportOnly;
+
     /// <summary>Epochs instead of the preset's (for cost measurements); null keeps the preset's.</summary>
     public int? Epochs;
 
@@ -143,7 +149,12 @@ public static class BenchRunner
 
         using (BenchResults.Lock(folder))
         {
-            if (settings.ValidationOnly)
+            if (settings.ReportOnly)
+            {
+                if (!File.Exists(settings.ValidationOnly ? epochsCsv : csv))
+                    throw new ArgumentException($"--report: '{(settings.ValidationOnly ? epochsCsv : csv)}' does not exist; run the benchmark into --out first.");
+            }
+            else if (settings.ValidationOnly)
             {
                 if (!settings.Resume || !File.Exists(epochsCsv)) BenchResults.CreateEpochs(epochsCsv);
             }
@@ -187,7 +198,7 @@ public static class BenchRunner
         if (threads > 0) torch.set_num_threads(threads);
         try
         {
-            for (int seed = 0; seed < settings.Seeds; seed++)
+            for (int seed = 0; seed < (settings.ReportOnly ? 0 : settings.Seeds); seed++)
                 foreach (var job in jobs)
                 {
                     var checkpoint = Path.Combine(folder, "checkpoints", $"{preset.Name}-{job.Label.Replace(':', '_')}-s{seed}{(settings.ValidationOnly ? "-val" : "")}");

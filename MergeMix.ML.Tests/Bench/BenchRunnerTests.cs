@@ -63,6 +63,17 @@ public sealed class BenchRunnerTests
             BenchRunner.Run(new BenchSettings { Preset = BenchPreset.Smoke, Methods = settings.Methods, OutputFolder = folder, Resume = true }, again);
             Assert.IsFalse(again.ToString().Contains("epoch 1/"), "resume must not train finished runs again");
             CollectionAssert.AreEqual(lines, File.ReadAllLines(outputs.Csv));
+
+            // --report rewrites the report and charts from the CSVs and trains nothing, even for runs not yet done.
+            File.Delete(outputs.Markdown);
+            var report = new StringWriter();
+            BenchRunner.Run(new BenchSettings { Preset = BenchPreset.Smoke, Methods = new[] { "none", "mergemix", "mixup" }, Seeds = 2, OutputFolder = folder, ReportOnly = true }, report);
+            Assert.IsFalse(report.ToString().Contains("epoch 1/"), "--report must not train");
+            StringAssert.Contains(File.ReadAllText(outputs.Markdown), $"| mergemix | 1 | {(100 * rows[1].Top1).ToString("F2", CultureInfo.InvariantCulture)} |");
+            CollectionAssert.AreEqual(lines, File.ReadAllLines(outputs.Csv));
+            var missing = Path.Combine(folder, "elsewhere");
+            StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() =>
+                BenchRunner.Run(new BenchSettings { Preset = BenchPreset.Smoke, Methods = settings.Methods, OutputFolder = missing, ReportOnly = true }, TextWriter.Null)).Message, "--report");
         }
         finally
         {
@@ -144,6 +155,15 @@ public sealed class BenchRunnerTests
         Assert.AreEqual("Every mixer ≥ none (60.00 %): **not met** (below none, top-1 points against it: mixup -5.00, mergemix -10.00)", worse[0]);
         Assert.AreEqual("MergeMix top-1 50.00 % ≥ every other method (best other: none-2x 62.00 %): **not met** (above MergeMix: none +10.00, none-2x +12.00, mixup +5.00, cutmix +10.00)", worse[1]);
         Assert.AreEqual("MergeMix ECE 3.00 % the lowest of the mixers (lowest other: cutmix 1.00 %): **not met**", worse[2]);
+
+        // The last-epoch reading judges the two top-1 targets on Top1Final and has no ECE target.
+        var last = BenchReport.Targets(new[]
+        {
+            Row("none", 0.60, 0.1) with { Top1Final = 0.40 }, Row("mixup", 0.55, 0.02) with { Top1Final = 0.45 }, Row("mergemix", 0.50, 0.03) with { Top1Final = 0.50 },
+        }, lastEpoch: true);
+        Assert.AreEqual(2, last.Count);
+        Assert.AreEqual("Every mixer ≥ none (40.00 %): **met**", last[0]);
+        Assert.AreEqual("MergeMix top-1 50.00 % ≥ every other method (best other: mixup 45.00 %): **met**", last[1]);
     }
 
     [TestMethod]
