@@ -194,9 +194,7 @@ public static class BenchRunner
             ? BenchResults.ReadEpochs(epochsCsv).Count(e => e.Method == job.Label && e.Seed == seed) == job.Epochs
             : BenchResults.ReadRows(csv).Any(r => r.Method == job.Label && r.Seed == seed);
 
-        int savedThreads = torch.get_num_threads();
-        if (threads > 0) torch.set_num_threads(threads);
-        try
+        using (Runtime.TorchThreads.Use(threads))
         {
             for (int seed = 0; seed < (settings.ReportOnly ? 0 : settings.Seeds); seed++)
                 foreach (var job in jobs)
@@ -215,10 +213,6 @@ public static class BenchRunner
                         WriteReport();
                     }
                 }
-        }
-        finally
-        {
-            torch.set_num_threads(savedThreads);
         }
         IReadOnlyList<string> plots;
         using (BenchResults.Lock(folder)) plots = WriteReport();

@@ -375,9 +375,7 @@ public static class StepCost
         settings.Validate();
         var folder = Path.GetFullPath(settings.OutputFolder);
         Directory.CreateDirectory(folder);
-        int savedThreads = torch.get_num_threads();
-        torch.set_num_threads(settings.Threads);
-        try
+        using (Runtime.TorchThreads.Use(settings.Threads))
         {
             TrainingStepVariant Variant(string name, int threads)
             {
@@ -410,10 +408,6 @@ public static class StepCost
             File.WriteAllText(Path.Combine(folder, "step-cost.csv"), Csv(rows, settings.Threads, settings.Batch, ceiling));
             File.WriteAllText(Path.Combine(folder, "step-cost.md"), markdown);
             return markdown;
-        }
-        finally
-        {
-            torch.set_num_threads(savedThreads);
         }
     }
 

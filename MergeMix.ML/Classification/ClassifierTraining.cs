@@ -53,18 +53,8 @@ public static class ClassifierTraining
         if (options.KeepNativeMemory && device.type == DeviceType.CPU && !NativeAllocator.IsKeepingFreedMemory && NativeAllocator.KeepFreedMemory())
             channel?.Info(MessageSensitivity.None, "KeepNativeMemory: glibc's malloc trim and mmap thresholds are now set for this whole process (freed "
                 + "native memory is kept for the next training step, not returned to the OS); set KeepNativeMemory = false to leave the allocator as it is.");
-        if (options.Threads <= 0) return Run(train, softLabels, validation, options, channel, device, pretrained);
-        // The thread count is process-wide: restore it so training leaves no trace on the caller's other torch work.
-        int previousThreads = torch.get_num_threads();
-        torch.set_num_threads(options.Threads);
-        try
-        {
+        using (TorchThreads.Use(options.Threads))
             return Run(train, softLabels, validation, options, channel, device, pretrained);
-        }
-        finally
-        {
-            torch.set_num_threads(previousThreads);
-        }
     }
 
     private static (ImageClassifierModel Model, IReadOnlyList<EpochReport> History) Run(LabeledImageSet train, float[]? softLabels,

@@ -58,14 +58,14 @@ public static class TrainingStepBenchmark
             foreach (var variant in variants) runs.Add(new Run(variant, imageSize, classes, batch, seed));
             foreach (var run in runs)
             {
-                using var threads = run.UseThreads();
+                using var threads = Runtime.TorchThreads.Use(run.Variant.Options.Threads);
                 for (int i = 0; i < 2; i++) run.Step(null);
             }
             for (int round = 0; round < rounds; round++)
             {
                 foreach (var run in runs)
                 {
-                    using var threads = run.UseThreads();
+                    using var threads = Runtime.TorchThreads.Use(run.Variant.Options.Threads);
                     var profile = new StepProfile();
                     long start = Stopwatch.GetTimestamp();
                     var cpuStart = Environment.CpuUsage.TotalTime;
@@ -202,21 +202,6 @@ public static class TrainingStepBenchmark
         public Dictionary<StepPhase, List<double>> PhaseSeconds { get; } = Enum.GetValues<StepPhase>().ToDictionary(p => p, _ => new List<double>());
 
         public Dictionary<StepPhase, List<double>> CpuPhaseSeconds { get; } = Enum.GetValues<StepPhase>().ToDictionary(p => p, _ => new List<double>());
-
-        /// <summary>The variant's thread count until disposed (nothing to undo when it keeps the current one).</summary>
-        public IDisposable? UseThreads()
-        {
-            int wanted = Variant.Options.Threads;
-            int previous = get_num_threads();
-            if (wanted <= 0 || wanted == previous) return null;
-            set_num_threads(wanted);
-            return new RestoreThreads(previous);
-        }
-
-        private sealed class RestoreThreads(int previous) : IDisposable
-        {
-            public void Dispose() => set_num_threads(previous);
-        }
 
         public void Step(StepProfile? profile)
         {
