@@ -43,6 +43,9 @@ internal sealed class TrainingFingerprint
     // which is what the older code did, instead of refusing every checkpoint after a library upgrade.
     private readonly Dictionary<string, string> defaults = new(StringComparer.Ordinal);
 
+    // False for the walk of a default value itself: only its entries are wanted, not defaults of the defaults.
+    private bool recordDefaults = true;
+
     public void Add(string name, string value) => Entries[name] = value;
 
     /// <summary>Adds a data entry (compared as "data", not "options").</summary>
@@ -232,7 +235,7 @@ internal sealed class TrainingFingerprint
             return;
         }
         if (name.Length > 0 && !type.IsValueType) Entries[name] = type.Name;
-        var fresh = FreshInstance(type);
+        var fresh = recordDefaults ? FreshInstance(type) : null;
         const BindingFlags Public = BindingFlags.Public | BindingFlags.Instance;
         foreach (var field in type.GetFields(Public).OrderBy(f => f.Name, StringComparer.Ordinal))
             if (!skip.Contains(field.Name) && Decides(field.FieldType))
@@ -247,10 +250,9 @@ internal sealed class TrainingFingerprint
     {
         AddValue(name, value, Empty, depth + 1);
         if (freshValue is null) return;
-        var walked = new TrainingFingerprint();
+        var walked = new TrainingFingerprint { recordDefaults = false };
         walked.AddValue(name, freshValue(), Empty, depth + 1);
         foreach (var (entry, text) in walked.Entries) defaults.TryAdd(entry, text);
-        foreach (var (entry, text) in walked.defaults) defaults.TryAdd(entry, text);
     }
 
     // A default-constructed instance of an options type, or null where there is none to compare with.
