@@ -29,14 +29,14 @@ internal sealed class ToMeAttention : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>Whether the qkv and output projections multiply in bf16 (<see cref="VisionTransformer.BFloat16Linear"/>).</summary>
+    public bool BFloat16Linear { get; set; }
+
     /// <summary>
     /// x: [B, N, W]; keyBias: null or [B, 1, 1, N] additive logit bias (log sizes). Returns the attention output
     /// [B, N, W], the metric [B, N, W/heads] and, when <paramref name="capture"/> is given, every token's CLS
     /// attention score in that direction [B, N] (softmax attention before attention dropout, averaged over heads).
     /// </summary>
-    /// <summary>Whether the qkv and output projections multiply in bf16 (<see cref="VisionTransformer.BFloat16Linear"/>).</summary>
-    public bool BFloat16Linear { get; set; }
-
     public (Tensor Output, Tensor Metric, Tensor? ClsScores) Run(Tensor x, Tensor? keyBias, AttentionDirection? capture)
     {
         long b = x.shape[0], n = x.shape[1], w = x.shape[2];
