@@ -22,7 +22,7 @@ namespace MergeMix.ML.Alignment;
 /// with the vision-encoder factory given to the constructor; <see cref="ReferenceMode.Precomputed"/> scores the
 /// dataset with the initial policy before the first step and keeps no copy. SFT and SimPO variants create no
 /// reference.</para>
-/// <para>Shuffling is seeded per epoch, so a run restored with <see cref="LoadCheckpoint"/> continues exactly as
+/// <para>Shuffling is seeded per epoch, so a run restored with <see cref="LoadCheckpoint(string, PreferenceDataset?, CheckpointMismatch)"/> continues exactly as
 /// an uninterrupted one would. The trainer is not thread-safe.</para>
 /// </remarks>
 public sealed class PreferenceTrainer : IDisposable
@@ -94,7 +94,7 @@ public sealed class PreferenceTrainer : IDisposable
     /// <summary>The frozen reference model, or null (SFT, SimPO variants, precomputed reference log-probs).</summary>
     public MultimodalLm? ReferenceModel => reference;
 
-    /// <summary>Optimisation steps done so far (restored by <see cref="LoadCheckpoint"/>).</summary>
+    /// <summary>Optimisation steps done so far (restored by <see cref="LoadCheckpoint(string, PreferenceDataset?, CheckpointMismatch)"/>).</summary>
     public long Step { get; private set; }
 
     /// <summary>Texts (chosen and rejected sides counted apart) that the last <see cref="Train"/> or <see cref="Evaluate"/> call
