@@ -99,7 +99,7 @@ public static class StepCost
     public static IReadOnlyList<string> VariantNames { get; } = new[]
     {
         "plain", "mixup", "mergemix", "mergemix-separate", "mergemix-tome", "mergemix-nobase-tome", "mixup-tome",
-        "plain-bf16", "mixup-bf16", "mergemix-bf16", "mergemix-tome-bf16",
+        "mixup-tome-noprop", "plain-bf16", "mixup-bf16", "mergemix-bf16", "mergemix-tome-bf16",
     };
 
     private const string Bf16Suffix = "-bf16";
@@ -119,6 +119,7 @@ public static class StepCost
         "mergemix-tome" => "MergeMix, clean base loss, attention from the clean pass, ToMe merging in both training passes",
         "mergemix-nobase-tome" => "MergeMix, no base loss, ToMe in its one training pass (+ separate no-gradient attention pass)",
         "mixup-tome" => "Mixup with ToMe merging in its training pass",
+        "mixup-tome-noprop" => "Mixup with ToMe merging in its training pass, proportional attention off (what the log-size key bias costs)",
         _ => throw new ArgumentException($"unknown variant '{name}'; valid: {string.Join(", ", VariantNames)}.", nameof(name)),
     };
 
@@ -132,12 +133,13 @@ public static class StepCost
         options.OnlineMixing = name switch
         {
             "plain" => null,
-            "mixup" or "mixup-tome" => new MixupPolicy(),
+            "mixup" or "mixup-tome" or "mixup-tome-noprop" => new MixupPolicy(),
             _ => new MergeMixPolicy(),
         };
         options.MergeMixBaseLoss = name == "mergemix-nobase-tome" ? MergeMixBaseLoss.None : MergeMixBaseLoss.Clean;
         options.MergeMixAttentionPass = name == "mergemix-separate" ? MergeMixAttentionPass.Separate : MergeMixAttentionPass.CleanPass;
-        options.MergeDuringTraining = name.EndsWith("-tome", StringComparison.Ordinal);
+        options.MergeDuringTraining = name.EndsWith("-tome", StringComparison.Ordinal) || name == "mixup-tome-noprop";
+        options.Model.ProportionalAttention = name != "mixup-tome-noprop";
         return options;
     }
 

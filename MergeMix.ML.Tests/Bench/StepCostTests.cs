@@ -100,6 +100,11 @@ public sealed class StepCostTests
         Assert.AreEqual(MergeMixBaseLoss.None, noBase.MergeMixBaseLoss);
         Assert.IsTrue(noBase.MergeDuringTraining);
         Assert.AreEqual("mixup", StepCost.Options("mixup-tome").OnlineMixing!.Name);
+        Assert.IsTrue(StepCost.Options("mixup-tome").Model.ProportionalAttention);
+        var noProportional = StepCost.Options("mixup-tome-noprop");
+        Assert.IsTrue(noProportional.MergeDuringTraining);
+        Assert.IsFalse(noProportional.Model.ProportionalAttention);
+        Assert.IsTrue(StepCost.Options("mixup").Model.ProportionalAttention);
         Assert.ThrowsExactly<ArgumentException>(() => StepCost.Options("cutmix"));
     }
 
