@@ -143,10 +143,12 @@ public sealed record BenchPreset(
         Epochs: 150, BatchSize: 128, LearningRate: 1e-3, MinLearningRate: 1e-5, WarmupEpochs: 5, WeightDecay: 0.05,
         LabelSmoothing: 0.1, RandomCropPadding: 4, Threads: 1,
         ThroughputBatch: 256, ThroughputIterations: 4,
-        Cost: "estimated from the cifar10-small measurement (3.3 ms per training image for none, two single-thread processes on the 2-core machine): "
-            + "about 17 min per run for none and the one-pass mixers, up to about 2× that for mergemix and mergemix-random (two passes per step, ToMe in training makes them cheaper) and none-2x, "
-            + "plus about 1.5 min of evaluation per run; 10 methods × 3 seeds + none-2x ≈ 6 h wall with two processes; "
-            + "on the machine shared by five workers an epoch of none took 110 s wall (13 % of a core), so the committed table fills slowly")
+        Cost: "measured for the bf16 table (--bf16-linear on: the blocks' Linear layers in bf16 while training), two single-thread bench processes "
+            + "on the otherwise idle 2-core machine, wall time per run including its evaluation (seed 1; none: seed 2): 12–17 min for none and the "
+            + "one-pass mixers (none 12.4, deit 13.1, resizemix 13.4, cutmix 13.6, fmix 13.7, saliencymix 14.6, transmix 15.4, mixup 16.7), "
+            + "18.6 min for mergemix-random and 19.1 for mergemix (two passes per step, ToMe in training), 24.2 for none-2x; one seed of the 11 "
+            + "methods is 2.9 h of single-process time, so the 3-seed table takes about 4.4 h wall with two processes; fp32 steps cost about "
+            + "twice as much (README, Step cost)")
     {
         RandAugment = false,
         MergeMixMergeDuringTraining = true,
