@@ -102,45 +102,72 @@ public static class StepCost
         "mixup-tome-noprop", "plain-bf16", "mixup-bf16", "mergemix-bf16", "mergemix-tome-bf16",
     };
 
-    private const string Bf16Suffix = "-bf16";
+    /// <summary>
+    /// Modifiers a variant name may end with, each a change to the base variant's options, so that a modifier is
+    /// described and applied in one place whatever base it is put on.
+    /// </summary>
+    private static readonly (string Suffix, string Description, Action<VisionTransformerTrainerOptions> Apply)[] Modifiers =
+    {
+        ("-bf16", "the blocks' Linear layers in bf16 (BFloat16Linear)", o => o.BFloat16Linear = true),
+        ("-noprop", "proportional attention off (what the log-size key bias costs)", o => o.Model.ProportionalAttention = false),
+    };
 
     /// <summary>The variants measured when --variants is not given (all but the Mixup-with-ToMe reference).</summary>
     public static IReadOnlyList<string> DefaultVariants { get; } = VariantNames.Take(6).ToArray();
 
     /// <summary>Description of a variant for the table.</summary>
-    public static string Describe(string name) => name.EndsWith(Bf16Suffix, StringComparison.Ordinal)
-        ? $"{Describe(name[..^Bf16Suffix.Length])}; the blocks' Linear layers in bf16 (BFloat16Linear)"
-        : name switch
+    public static string Describe(string name)
     {
-        "plain" => "no mixing, one pass",
-        "mixup" => "Mixup (α 0.8), one pass",
-        "mergemix" => "MergeMix, clean base loss, attention from the clean pass, no merging in training (2 passes)",
-        "mergemix-separate" => "MergeMix, clean base loss, separate ToMe attention pass (the old 3-pass step), no merging in training",
-        "mergemix-tome" => "MergeMix, clean base loss, attention from the clean pass, ToMe merging in both training passes",
-        "mergemix-nobase-tome" => "MergeMix, no base loss, ToMe in its one training pass (+ separate no-gradient attention pass)",
-        "mixup-tome" => "Mixup with ToMe merging in its training pass",
-        "mixup-tome-noprop" => "Mixup with ToMe merging in its training pass, proportional attention off (what the log-size key bias costs)",
-        _ => throw new ArgumentException($"unknown variant '{name}'; valid: {string.Join(", ", VariantNames)}.", nameof(name)),
-    };
+        var (baseName, modifiers) = Split(name);
+        string description = baseName switch
+        {
+            "plain" => "no mixing, one pass",
+            "mixup" => "Mixup (α 0.8), one pass",
+            "mergemix" => "MergeMix, clean base loss, attention from the clean pass, no merging in training (2 passes)",
+            "mergemix-separate" => "MergeMix, clean base loss, separate ToMe attention pass (the old 3-pass step), no merging in training",
+            "mergemix-tome" => "MergeMix, clean base loss, attention from the clean pass, ToMe merging in both training passes",
+            "mergemix-nobase-tome" => "MergeMix, no base loss, ToMe in its one training pass (+ separate no-gradient attention pass)",
+            "mixup-tome" => "Mixup with ToMe merging in its training pass",
+            _ => throw new InvalidOperationException($"variant '{name}' has no description."),
+        };
+        return string.Join("; ", modifiers.Select(m => m.Description).Prepend(description));
+    }
 
     /// <summary>Trainer options of a variant: the cifar10-small preset with the variant's mixing, base loss and merging.</summary>
     public static VisionTransformerTrainerOptions Options(string name)
     {
-        if (!VariantNames.Contains(name)) throw new ArgumentException($"unknown variant '{name}'; valid: {string.Join(", ", VariantNames)}.", nameof(name));
+        var (baseName, modifiers) = Split(name);
         var options = BenchPreset.Cifar10Small.TrainerOptions(1);
-        options.BFloat16Linear = name.EndsWith(Bf16Suffix, StringComparison.Ordinal);
-        if (options.BFloat16Linear) name = name[..^Bf16Suffix.Length];
-        options.OnlineMixing = name switch
+        options.OnlineMixing = baseName switch
         {
             "plain" => null,
-            "mixup" or "mixup-tome" or "mixup-tome-noprop" => new MixupPolicy(),
+            "mixup" or "mixup-tome" => new MixupPolicy(),
             _ => new MergeMixPolicy(),
         };
-        options.MergeMixBaseLoss = name == "mergemix-nobase-tome" ? MergeMixBaseLoss.None : MergeMixBaseLoss.Clean;
-        options.MergeMixAttentionPass = name == "mergemix-separate" ? MergeMixAttentionPass.Separate : MergeMixAttentionPass.CleanPass;
-        options.MergeDuringTraining = name.EndsWith("-tome", StringComparison.Ordinal) || name == "mixup-tome-noprop";
-        options.Model.ProportionalAttention = name != "mixup-tome-noprop";
+        options.MergeMixBaseLoss = baseName == "mergemix-nobase-tome" ? MergeMixBaseLoss.None : MergeMixBaseLoss.Clean;
+        options.MergeMixAttentionPass = baseName == "mergemix-separate" ? MergeMixAttentionPass.Separate : MergeMixAttentionPass.CleanPass;
+        options.MergeDuringTraining = baseName.EndsWith("-tome", StringComparison.Ordinal);
+        foreach (var modifier in modifiers) modifier.Apply(options);
         return options;
+    }
+
+    /// <summary>A listed variant's base name and the modifiers its name ends with, outermost last.</summary>
+    private static (string BaseName, List<(string Suffix, string Description, Action<VisionTransformerTrainerOptions> Apply)> Modifiers) Split(string name)
+    {
+        if (!VariantNames.Contains(name)) throw new ArgumentException($"unknown variant '{name}'; valid: {string.Join(", ", VariantNames)}.", nameof(name));
+        var modifiers = new List<(string, string, Action<VisionTransformerTrainerOptions>)>();
+        for (bool stripped = true; stripped;)
+        {
+            stripped = false;
+            foreach (var modifier in Modifiers)
+            {
+                if (!name.EndsWith(modifier.Suffix, StringComparison.Ordinal)) continue;
+                name = name[..^modifier.Suffix.Length];
+                modifiers.Insert(0, modifier);
+                stripped = true;
+            }
+        }
+        return (name, modifiers);
     }
 
     /// <summary>FLOPs of one step of a variant: batch × passes × 3 × forward FLOPs (merged where it merges).</summary>

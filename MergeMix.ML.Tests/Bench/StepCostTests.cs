@@ -104,6 +104,11 @@ public sealed class StepCostTests
         var noProportional = StepCost.Options("mixup-tome-noprop");
         Assert.IsTrue(noProportional.MergeDuringTraining);
         Assert.IsFalse(noProportional.Model.ProportionalAttention);
+        Assert.IsFalse(noProportional.BFloat16Linear);
+        StringAssert.StartsWith(StepCost.Describe("mixup-tome-noprop"), StepCost.Describe("mixup-tome") + "; proportional attention off");
+        var bf16 = StepCost.Options("mergemix-tome-bf16");
+        Assert.IsTrue(bf16.BFloat16Linear && bf16.MergeDuringTraining && bf16.Model.ProportionalAttention);
+        StringAssert.StartsWith(StepCost.Describe("mergemix-tome-bf16"), StepCost.Describe("mergemix-tome") + "; the blocks' Linear layers in bf16");
         Assert.IsTrue(StepCost.Options("mixup").Model.ProportionalAttention);
         Assert.ThrowsExactly<ArgumentException>(() => StepCost.Options("cutmix"));
     }
