@@ -34,9 +34,15 @@ internal static class BenchCommand
             ReportOnly = options.Get("report") is not null,
             Epochs = options.Get("epochs") is null ? null : options.GetInt("epochs", 0),
             Threads = options.Get("threads") is null ? null : options.GetInt("threads", 0),
-            CommandLine = "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)),
+            CommandLine = TrainingCommandLine(Environment.GetCommandLineArgs().Skip(1)),
         };
         BenchRunner.Run(settings, Console.Out);
     }
 
+    /// <summary>
+    /// The command a report names: the one that trains its runs. <c>--report</c> only rebuilds the files from the
+    /// CSVs, so a report rewritten with it still names the training command, which is what a reader reruns.
+    /// </summary>
+    public static string TrainingCommandLine(IEnumerable<string> args)
+        => "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", args.Where(a => a != "--report"));
 }

@@ -122,6 +122,15 @@ public sealed class BenchRunnerTests
     }
 
     [TestMethod]
+    public void AReportRewrittenWithReportNamesTheTrainingCommand()
+    {
+        Assert.AreEqual("dotnet run -c Release --project MergeMix.ML.Samples -- bench --seeds 3 --out x",
+            MergeMix.ML.Samples.BenchCommand.TrainingCommandLine(new[] { "bench", "--seeds", "3", "--report", "--out", "x" }));
+        Assert.AreEqual("dotnet run -c Release --project MergeMix.ML.Samples -- bench --out report-folder",
+            MergeMix.ML.Samples.BenchCommand.TrainingCommandLine(new[] { "bench", "--out", "report-folder" }));
+    }
+
+    [TestMethod]
     public void MeanStdUsesTheSampleDeviation()
     {
         var s = MeanStd.Of(new[] { 0.70, 0.72, 0.74 });
