@@ -131,7 +131,9 @@ public sealed record BenchPreset(
     /// The validation-only pilots meant to confirm that plain training over-fits here (none, 150 epochs, crop + flip
     /// vs RandAugment) ran at 13 % of a core each on the shared machine (≈ 110 s per epoch) and were stopped after
     /// 1–2 epochs; the per-epoch validation curves of the table's none runs (training loss against validation
-    /// log-loss, bench-cifar10-2k-long-epochs.csv) are that check. The test split was looked at for nothing.
+    /// log-loss, bench-cifar10-2k-long-epochs.csv) are that check, and they show it: none's validation log-loss is
+    /// lowest at epochs 45–51 (3 seeds) and rises to ≈ 1.76 by epoch 150 while its training loss falls to 0.78. The
+    /// test split was looked at for nothing.
     /// </para>
     /// </remarks>
     public static BenchPreset Cifar10Long { get; } = new(
