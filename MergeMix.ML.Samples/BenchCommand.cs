@@ -44,5 +44,5 @@ internal static class BenchCommand
     /// CSVs, so a report rewritten with it still names the training command, which is what a reader reruns.
     /// </summary>
     public static string TrainingCommandLine(IEnumerable<string> args)
-        => "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", args.Where(a => a != "--report"));
+        => CommandLine.Rerun(args.Where(a => a != "--report"));
 }

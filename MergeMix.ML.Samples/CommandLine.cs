@@ -55,6 +55,15 @@ internal static class CommandLine
                                   [--steps N] [--every N] [--batch N] [--mixer NAME] [--threads N] [--out DIR] [--resume] [--report]
         """;
 
+    /// <summary>
+    /// The command a report names so that a reader can rerun it: <paramref name="args"/> (the command and its
+    /// options, as given) after the README's <c>dotnet run</c> prefix.
+    /// </summary>
+    public static string Rerun(IEnumerable<string> args) => "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", args);
+
+    /// <summary>This process's own command line as <see cref="Rerun"/> writes it.</summary>
+    public static string RerunThisProcess() => Rerun(Environment.GetCommandLineArgs().Skip(1));
+
     public static async Task<int> RunAsync(string[] args)
     {
         try

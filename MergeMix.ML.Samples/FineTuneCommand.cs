@@ -98,7 +98,7 @@ internal static class FineTuneCommand
         }
 
         var report = new StringBuilder();
-        report.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project MergeMix.ML.Samples -- {string.Join(" ", Environment.GetCommandLineArgs().Skip(1))}`");
+        report.AppendLine(CultureInfo.InvariantCulture, $"Command: `{CommandLine.RerunThisProcess()}`");
         report.AppendLine();
         report.AppendLine(CultureInfo.InvariantCulture, $"{few.Count} training images of {target.ClassNames.Count} classes, {epochs} epochs; checkpoint {Path.GetFileName(weights)}.");
         report.AppendLine();

@@ -18,7 +18,7 @@ internal static class StepCostCommand
             Steps = options.GetInt("steps", 3),
             CompareThreads = options.Get("compare-threads") is null ? null : options.GetInt("compare-threads", 0),
             OutputFolder = options.Get("out", Path.Combine("out", "step-cost")),
-            CommandLine = "dotnet run -c Release --project MergeMix.ML.Samples -- " + string.Join(" ", Environment.GetCommandLineArgs().Skip(1)),
+            CommandLine = CommandLine.RerunThisProcess(),
         };
         if (options.Get("variants") is string names)
             settings.Variants = names == "all" ? StepCost.VariantNames : names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
