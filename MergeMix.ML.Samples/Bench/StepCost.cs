@@ -102,14 +102,17 @@ public static class StepCost
         "mixup-tome-noprop", "plain-bf16", "mixup-bf16", "mergemix-bf16", "mergemix-tome-bf16",
     };
 
+    private sealed record Modifier(string Suffix, string Description, Action<VisionTransformerTrainerOptions> Apply);
+
     /// <summary>
     /// Modifiers a variant name may end with, each a change to the base variant's options, so that a modifier is
-    /// described and applied in one place whatever base it is put on.
+    /// described and applied in one place whatever base it is put on. Outermost first: a name stacking both ends
+    /// in "-noprop-bf16".
     /// </summary>
-    private static readonly (string Suffix, string Description, Action<VisionTransformerTrainerOptions> Apply)[] Modifiers =
+    private static readonly Modifier[] Modifiers =
     {
-        ("-bf16", "the blocks' Linear layers in bf16 (BFloat16Linear)", o => o.BFloat16Linear = true),
-        ("-noprop", "proportional attention off (what the log-size key bias costs)", o => o.Model.ProportionalAttention = false),
+        new("-bf16", "the blocks' Linear layers in bf16 (BFloat16Linear)", o => o.BFloat16Linear = true),
+        new("-noprop", "proportional attention off (what the log-size key bias costs)", o => o.Model.ProportionalAttention = false),
     };
 
     /// <summary>The variants measured when --variants is not given (all but the Mixup-with-ToMe reference).</summary>
@@ -151,21 +154,16 @@ public static class StepCost
         return options;
     }
 
-    /// <summary>A listed variant's base name and the modifiers its name ends with, outermost last.</summary>
-    private static (string BaseName, List<(string Suffix, string Description, Action<VisionTransformerTrainerOptions> Apply)> Modifiers) Split(string name)
+    /// <summary>A listed variant's base name and the modifiers its name ends with, innermost first.</summary>
+    private static (string BaseName, List<Modifier> Modifiers) Split(string name)
     {
         if (!VariantNames.Contains(name)) throw new ArgumentException($"unknown variant '{name}'; valid: {string.Join(", ", VariantNames)}.", nameof(name));
-        var modifiers = new List<(string, string, Action<VisionTransformerTrainerOptions>)>();
-        for (bool stripped = true; stripped;)
+        var modifiers = new List<Modifier>();
+        foreach (var modifier in Modifiers)
         {
-            stripped = false;
-            foreach (var modifier in Modifiers)
-            {
-                if (!name.EndsWith(modifier.Suffix, StringComparison.Ordinal)) continue;
-                name = name[..^modifier.Suffix.Length];
-                modifiers.Insert(0, modifier);
-                stripped = true;
-            }
+            if (!name.EndsWith(modifier.Suffix, StringComparison.Ordinal)) continue;
+            name = name[..^modifier.Suffix.Length];
+            modifiers.Insert(0, modifier);
         }
         return (name, modifiers);
     }
